@@ -1,0 +1,170 @@
+"""Reading and validating `params.yaml`.
+
+The file has one section per pipeline stage plus shared sections (`seed`, `data`). A `profiles`
+section holds named overrides (e.g. `smoke`) that are merged over the defaults; `dvc repro` always
+runs the default profile. Every check here runs before any long computation, so bad params stop
+with one line naming the problem.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A malformed or inconsistent parameter; the message names the offending key."""
+
+
+def load_params(path: str | Path = "params.yaml", profile: str = "default") -> dict:
+    """Load params.yaml and merge the overrides of `profile` (no-op for "default")."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"params file not found: {path}")
+    with open(path) as f:
+        params = yaml.safe_load(f) or {}
+    if not isinstance(params, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    profiles = params.pop("profiles", {}) or {}
+    if profile != "default":
+        if profile not in profiles:
+            raise ConfigError(f"unknown profile {profile!r}; params.yaml defines: {sorted(profiles) + ['default']}")
+        params = deep_merge(params, profiles[profile])
+    return params
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """Recursively merge `override` into a copy of `base`."""
+    out = copy.deepcopy(base)
+    for key, value in (override or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def from_dict(cls, values: dict, section: str):
+    """Build dataclass `cls` from `values`, rejecting unknown or missing keys and wrong types."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"params section {section!r} must be a mapping, got {type(values).__name__}")
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise ConfigError(f"params section {section!r}: unknown key(s) {unknown}; allowed: {sorted(names)}")
+    kwargs = {}
+    for name, f in names.items():
+        if name in values:
+            kwargs[name] = _coerce(values[name], f.type, f"{section}.{name}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"params section {section!r}: missing required key {name!r}")
+    obj = cls(**kwargs)
+    if hasattr(obj, "validate"):
+        obj.validate(section)
+    return obj
+
+
+def _coerce(value: Any, annotation: str, key: str):
+    ann = str(annotation).replace(" ", "")
+    optional = "None" in ann
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{key} must not be null")
+    base = ann.split("|")[0]
+    try:
+        if base == "int":
+            if isinstance(value, bool) or float(value) != int(value):
+                raise ValueError
+            return int(value)
+        if base == "float":
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if base == "bool":
+            if not isinstance(value, bool):
+                raise ValueError
+            return value
+        if base == "str":
+            if not isinstance(value, str):
+                raise ValueError
+            return value
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key} must be {base}, got {value!r}") from None
+    return value
+
+
+@dataclass
+class DataConfig:
+    """Where the raw datasets live and how the official test set is split (discovery / evaluation)."""
+
+    root: str = "data"
+    discovery_fraction: float = 0.5
+    split_seed: int = 0
+
+    def validate(self, section: str) -> None:
+        if not 0.0 < self.discovery_fraction < 1.0:
+            raise ConfigError(f"{section}.discovery_fraction must be in (0, 1), got {self.discovery_fraction}")
+
+
+@dataclass
+class TrainConfig:
+    """One training stage: dataset, architecture and optimisation settings."""
+
+    dataset: str
+    model: str
+    pretrained: bool = False
+    image_size: int = 32
+    epochs: int = 5
+    batch_size: int = 128
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    label_smoothing: float = 0.0
+    crop_pad: int = 0
+    hflip: bool = False
+    bf16: bool = False
+    train_subset: int | None = None
+    test_subset: int | None = None
+    target_accuracy: float = 0.0
+    time_budget_minutes: float | None = None
+    seed: int = 0
+    threads: int | None = None
+
+    def validate(self, section: str) -> None:
+        from .data import DATASETS
+        from .models import check_model_name
+
+        if self.dataset not in DATASETS:
+            raise ConfigError(f"{section}.dataset: unknown dataset {self.dataset!r}; known: {sorted(DATASETS)}")
+        check_model_name(self.model, key=f"{section}.model")
+        if self.optimizer not in ("adam", "sgd"):
+            raise ConfigError(f"{section}.optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
+        for name in ("epochs", "batch_size", "image_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{section}.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("train_subset", "test_subset"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{section}.{name} must be >= 1 or null, got {value}")
+        if self.lr <= 0:
+            raise ConfigError(f"{section}.lr must be > 0, got {self.lr}")
+
+
+def stage_config(params: dict, stage: str, cls=TrainConfig):
+    """The validated config of `stage`; the global `seed` fills a stage seed that is not set."""
+    if stage not in params:
+        raise ConfigError(f"params.yaml has no section {stage!r}")
+    values = dict(params[stage])
+    if "seed" in params and "seed" not in values and "seed" in {f.name for f in dataclasses.fields(cls)}:
+        values["seed"] = params["seed"]
+    return from_dict(cls, values, stage)
+
+
+def data_config(params: dict) -> DataConfig:
+    return from_dict(DataConfig, params.get("data", {}), "data")

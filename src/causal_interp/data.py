@@ -1,0 +1,244 @@
+"""Raw data: fetching (offline mirror or torchvision download), checksums, loading and splits.
+
+Layout under the data root (what `data.dvc` pins):
+    MNIST/raw/*.gz (+ the idx files torchvision extracts from them)
+    cifar10/cifar10.npz          when filled from the offline mirror (see shared/datasets/SOURCES.md)
+    cifar-10-batches-py/         when downloaded by torchvision
+
+Tensors are kept as uint8 (N, C, H, W) at the working resolution; `ImageData.normalize` turns a batch
+into the float input of the model. The official test set is split, seeded, into a discovery half
+(graphs are found on it) and an evaluation half (explanations are scored on it), as in the paper.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+MIRROR_ENV = "CAUSAL_DATA_MIRROR"
+
+MNIST_FILES = {  # torchvision's md5 list
+    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+CIFAR_NPZ = ("cifar10/cifar10.npz", "sha256", "f6eba2b7a6f06cae9804d7b8e899ae24d56c09a3256ff5b5ebf1958e624701c4")
+
+DATASETS = {
+    "mnist": dict(channels=1, native_size=28, mean=(0.1307,), std=(0.3081,),
+                  classes=[str(i) for i in range(10)]),
+    "cifar10": dict(channels=3, native_size=32, mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616),
+                    classes=["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]),
+}
+
+
+class DataError(RuntimeError):
+    """Missing, corrupt or conflicting data files."""
+
+
+def file_hash(path: Path, algo: str = "md5") -> str:
+    h = hashlib.new(algo)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _place_verified(src: Path, dst: Path, algo: str, expected: str) -> str:
+    """Copy `src` to `dst` after checking its hash; never overwrite a differing existing file."""
+    if dst.exists():
+        if file_hash(dst, algo) == expected:
+            return f"ok (already present): {dst}"
+        raise DataError(f"{dst} exists but its {algo} differs from the expected {expected}; "
+                        f"move it aside (it is not overwritten) and fetch again")
+    if not src.is_file():
+        raise DataError(f"mirror file missing: {src}")
+    got = file_hash(src, algo)
+    if got != expected:
+        raise DataError(f"mirror file {src} is corrupt: {algo} {got}, expected {expected}")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_suffix(dst.suffix + ".part")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+    return f"copied: {src} -> {dst}"
+
+
+def fetch(root: str | Path = "data", mirror: str | Path | None = None, datasets=("mnist", "cifar10")) -> list[str]:
+    """Fill `root` with the raw datasets, from `mirror` when given, else by torchvision download.
+
+    Every file is checked against its published checksum; existing files are verified, never replaced.
+    """
+    import torchvision
+
+    root = Path(root)
+    mirror = Path(mirror) if mirror else None
+    if mirror is not None and not mirror.is_dir():
+        raise DataError(f"data mirror directory not found: {mirror}")
+    log = []
+    for name in datasets:
+        if name not in DATASETS:
+            raise DataError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}")
+        if name == "mnist":
+            if mirror is not None:
+                for fname, md5 in MNIST_FILES.items():
+                    log.append(_place_verified(mirror / "MNIST/raw" / fname, root / "MNIST/raw" / fname, "md5", md5))
+            else:
+                for fname, md5 in MNIST_FILES.items():  # refuse to touch a corrupt existing file
+                    p = root / "MNIST/raw" / fname
+                    if p.exists() and file_hash(p) != md5:
+                        raise DataError(f"{p} exists but is corrupt (md5 differs); move it aside and fetch again")
+            # verifies the md5s and extracts the idx files (no network when the .gz files are present)
+            for train in (True, False):
+                torchvision.datasets.MNIST(root, train=train, download=True)
+            log.append(f"mnist ready under {root / 'MNIST'}")
+        elif name == "cifar10":
+            rel, algo, digest = CIFAR_NPZ
+            if mirror is not None:
+                log.append(_place_verified(mirror / rel, root / rel, algo, digest))
+            else:
+                torchvision.datasets.CIFAR10(root, train=True, download=True)  # md5-checked by torchvision
+                log.append(f"cifar10 downloaded under {root / 'cifar-10-batches-py'}")
+    return log
+
+
+def check_present(root: str | Path, name: str) -> None:
+    """Fail early, with the command to run, when a dataset is missing from `root`."""
+    root = Path(root)
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}")
+    if name == "mnist":
+        missing = [f for f in MNIST_FILES if not (root / "MNIST/raw" / f).exists()]
+        ok = not missing and (root / "MNIST/raw/t10k-images-idx3-ubyte").exists()
+    else:
+        ok = (root / CIFAR_NPZ[0]).exists() or (root / "cifar-10-batches-py").is_dir()
+    if not ok:
+        raise DataError(f"{name} not found under {root}/; run `python -m causal_interp.data fetch "
+                        f"--root {root} [--mirror DIR]` (or set {MIRROR_ENV})")
+
+
+@dataclass
+class ImageData:
+    """A labelled image dataset held in memory as uint8 tensors (N, C, H, W)."""
+
+    name: str
+    classes: list
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    mean: tuple
+    std: tuple
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def input_shape(self) -> tuple:
+        return tuple(self.x_train.shape[1:])
+
+    def normalize(self, x_uint8: torch.Tensor) -> torch.Tensor:
+        """uint8 (N, C, H, W) -> normalised float32 model input."""
+        mean = torch.tensor(self.mean).view(1, -1, 1, 1)
+        std = torch.tensor(self.std).view(1, -1, 1, 1)
+        return (x_uint8.float() / 255.0 - mean) / std
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Model input -> [0, 1] image (for display)."""
+        mean = torch.tensor(self.mean).view(1, -1, 1, 1)
+        std = torch.tensor(self.std).view(1, -1, 1, 1)
+        return (x * std + mean).clamp(0, 1)
+
+
+def _resize_uint8(x: torch.Tensor, size: int, batch: int = 4096) -> torch.Tensor:
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x
+    out = torch.empty((x.shape[0], x.shape[1], size, size), dtype=torch.uint8)
+    for i in range(0, len(x), batch):
+        y = F.interpolate(x[i:i + batch].float(), size=(size, size), mode="bilinear", align_corners=False,
+                          antialias=size < x.shape[-1])
+        out[i:i + batch] = y.round().clamp(0, 255).to(torch.uint8)
+    return out
+
+
+def _subset(x, y, n, seed):
+    if n is None or n >= len(y):
+        return x, y
+    idx = torch.from_numpy(np.random.default_rng(seed).permutation(len(y))[:n])
+    return x[idx], y[idx]
+
+
+def load_dataset(name: str, root: str | Path = "data", image_size: int | None = None,
+                 train_subset: int | None = None, test_subset: int | None = None, seed: int = 0) -> ImageData:
+    """Load a dataset into memory at `image_size` (default: native size; MNIST is 32 in the paper).
+
+    `train_subset` / `test_subset` draw seeded random subsets (for the smoke profile and tests).
+    """
+    import torchvision
+
+    check_present(root, name)
+    info = DATASETS[name]
+    root = Path(root)
+    if name == "mnist":
+        tr = torchvision.datasets.MNIST(root, train=True, download=False)
+        te = torchvision.datasets.MNIST(root, train=False, download=False)
+        x_train, y_train = tr.data.unsqueeze(1), tr.targets.long()
+        x_test, y_test = te.data.unsqueeze(1), te.targets.long()
+    else:
+        npz = root / CIFAR_NPZ[0]
+        if npz.exists():
+            with np.load(npz) as z:
+                x_train, y_train, x_test, y_test = (z[k] for k in ("x_train", "y_train", "x_test", "y_test"))
+        else:
+            tr = torchvision.datasets.CIFAR10(root, train=True, download=False)
+            te = torchvision.datasets.CIFAR10(root, train=False, download=False)
+            x_train, y_train, x_test, y_test = tr.data, np.array(tr.targets), te.data, np.array(te.targets)
+        x_train = torch.from_numpy(np.ascontiguousarray(x_train.transpose(0, 3, 1, 2)))
+        x_test = torch.from_numpy(np.ascontiguousarray(x_test.transpose(0, 3, 1, 2)))
+        y_train, y_test = torch.from_numpy(y_train.astype(np.int64)), torch.from_numpy(y_test.astype(np.int64))
+    x_train, y_train = _subset(x_train, y_train, train_subset, seed)
+    x_test, y_test = _subset(x_test, y_test, test_subset, seed + 1)
+    size = image_size or info["native_size"]
+    return ImageData(name=name, classes=list(info["classes"]),
+                     x_train=_resize_uint8(x_train, size), y_train=y_train,
+                     x_test=_resize_uint8(x_test, size), y_test=y_test,
+                     mean=info["mean"], std=info["std"])
+
+
+def split_test(n: int, fraction: float = 0.5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split of test indices into (discovery, evaluation) halves, each sorted."""
+    perm = np.random.default_rng(seed).permutation(n)
+    k = int(round(fraction * n))
+    return np.sort(perm[:k]), np.sort(perm[k:])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m causal_interp.data",
+                                     description="Fill the data root with MNIST and CIFAR-10.")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("fetch", help="copy from a mirror (verified) or download with torchvision")
+    p.add_argument("--root", default="data")
+    p.add_argument("--mirror", default=os.environ.get(MIRROR_ENV) or None,
+                   help=f"offline mirror directory (default: ${MIRROR_ENV}; unset = download)")
+    p.add_argument("--datasets", nargs="+", default=["mnist", "cifar10"])
+    args = parser.parse_args(argv)
+    try:
+        for line in fetch(args.root, args.mirror, args.datasets):
+            print(line)
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,70 @@
+"""Models: the paper's LeNet and any timm architecture by name.
+
+LeNet (METHOD.md): conv1(6, 5x5) -> pool -> conv2(16, 5x5) -> pool -> fc1(120) -> fc2(84) -> fc3(10), ReLU,
+on 32x32 inputs. It is an `nn.Sequential` with named children so its layer chain reads off directly.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .config import ConfigError
+
+
+class LeNet(nn.Sequential):
+    def __init__(self, in_chans: int = 1, num_classes: int = 10):
+        super().__init__(OrderedDict([
+            ("conv1", nn.Conv2d(in_chans, 6, 5)), ("relu1", nn.ReLU()), ("pool1", nn.MaxPool2d(2)),
+            ("conv2", nn.Conv2d(6, 16, 5)), ("relu2", nn.ReLU()), ("pool2", nn.MaxPool2d(2)),
+            ("flatten", nn.Flatten()),
+            ("fc1", nn.Linear(16 * 5 * 5, 120)), ("relu3", nn.ReLU()),
+            ("fc2", nn.Linear(120, 84)), ("relu4", nn.ReLU()),
+            ("fc3", nn.Linear(84, num_classes)),
+        ]))
+
+
+def check_model_name(name: str, key: str = "model") -> None:
+    """Raise ConfigError for a name that is neither 'lenet' nor a timm architecture."""
+    import timm
+
+    if name == "lenet" or timm.is_model(name):
+        return
+    close = timm.list_models(f"*{name.split('_')[0]}*")[:6]
+    raise ConfigError(f"{key}: unknown model {name!r}; use 'lenet' or a timm name"
+                      + (f" (close: {close})" if close else ""))
+
+
+def build_model(name: str, num_classes: int, in_chans: int = 3, pretrained: bool = False) -> nn.Module:
+    """LeNet or `timm.create_model(name)` with a fresh `num_classes` head (ImageNet weights if `pretrained`)."""
+    check_model_name(name)
+    if name == "lenet":
+        if pretrained:
+            raise ConfigError("model 'lenet' has no pretrained weights; set pretrained: false")
+        return LeNet(in_chans, num_classes)
+    import timm
+
+    return timm.create_model(name, pretrained=pretrained, num_classes=num_classes, in_chans=in_chans)
+
+
+def save_model(model: nn.Module, path: str | Path, name: str, num_classes: int, in_chans: int,
+               extra: dict | None = None) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".part")
+    torch.save({"name": name, "num_classes": num_classes, "in_chans": in_chans,
+                "state_dict": model.state_dict(), **(extra or {})}, tmp)
+    tmp.replace(path)
+
+
+def load_model(path: str | Path) -> nn.Module:
+    """Rebuild a model saved by `save_model` (architecture from its name, no download) in eval mode."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path}; run its training stage first (dvc repro)")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    model = build_model(ckpt["name"], ckpt["num_classes"], ckpt["in_chans"], pretrained=False)
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval()

@@ -1,0 +1,151 @@
+"""Training and evaluation of the classifiers the study explains.
+
+Batches come from in-memory uint8 tensors (no DataLoader workers: on a 2-core CPU per-image PIL
+transforms would cost more than the network). Augmentation (random crop with reflect padding,
+horizontal flip) is done per batch with tensor ops. Training checkpoints after every epoch and
+resumes from the last finished epoch when re-run with the same settings, so an interrupted stage
+loses at most one epoch.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import TrainConfig
+from .data import ImageData
+
+
+def set_threads(threads: int | None) -> None:
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+
+
+def augment(x: torch.Tensor, pad: int, hflip: bool, gen: torch.Generator) -> torch.Tensor:
+    """Per-sample random crop (reflect padding `pad`) and horizontal flip of a uint8 batch (N, C, H, W)."""
+    n, c, h, w = x.shape
+    if pad > 0:
+        xp = F.pad(x.float(), (pad, pad, pad, pad), mode="reflect").to(x.dtype)
+        dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+        dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+        rows = (dy[:, None] + torch.arange(h)[None, :])[:, None, :, None]
+        cols = (dx[:, None] + torch.arange(w)[None, :])[:, None, None, :]
+        x = xp[torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
+    if hflip:
+        flip = torch.rand(n, generator=gen) < 0.5
+        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    return x
+
+
+def _autocast(enabled: bool):
+    return torch.autocast("cpu", dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
+
+
+@torch.no_grad()
+def predict(model: nn.Module, data: ImageData, x_uint8: torch.Tensor, batch_size: int = 512,
+            bf16: bool = False) -> torch.Tensor:
+    """Logits (float32) of `model` on uint8 images, in eval mode."""
+    model.eval()
+    out = []
+    for i in range(0, len(x_uint8), batch_size):
+        xb = data.normalize(x_uint8[i:i + batch_size]).contiguous(memory_format=torch.channels_last)
+        with _autocast(bf16):
+            out.append(model(xb).float())
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def config_hash(cfg: TrainConfig, extra: dict | None = None) -> str:
+    blob = json.dumps({"cfg": dataclasses.asdict(cfg), **(extra or {})}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def train(model: nn.Module, data: ImageData, cfg: TrainConfig, checkpoint: str | Path | None = None,
+          log=print) -> dict:
+    """Train `model` in place with `cfg`; returns the per-epoch history.
+
+    Optimiser: Adam, or SGD (Nesterov momentum) with a one-cycle schedule; cross-entropy with optional
+    label smoothing; optional bf16 autocast. With `checkpoint`, state is saved after each epoch and a
+    run with the same `checkpoint` path resumes after the last saved epoch.
+    """
+    set_threads(cfg.threads)
+    model.to(memory_format=torch.channels_last)
+    n = len(data.y_train)
+    steps_per_epoch = (n + cfg.batch_size - 1) // cfg.batch_size
+    if cfg.optimizer == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        sched = None
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
+                              weight_decay=cfg.weight_decay)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, epochs=cfg.epochs,
+                                                    steps_per_epoch=steps_per_epoch, pct_start=0.25)
+    history: list[dict] = []
+    start_epoch = 0
+    checkpoint = Path(checkpoint) if checkpoint else None
+    if checkpoint is not None and checkpoint.exists():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        if sched is not None:
+            sched.load_state_dict(state["scheduler"])
+        history, start_epoch = state["history"], state["epoch"] + 1
+        log(f"resumed from {checkpoint} after epoch {start_epoch}")
+
+    for epoch in range(start_epoch, cfg.epochs):
+        gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+        t0 = time.perf_counter()
+        model.train()
+        order = torch.randperm(n, generator=gen)
+        loss_sum, correct = 0.0, 0
+        for i in range(0, n, cfg.batch_size):
+            idx = order[i:i + cfg.batch_size]
+            xb = augment(data.x_train[idx], cfg.crop_pad, cfg.hflip, gen)
+            xb = data.normalize(xb).contiguous(memory_format=torch.channels_last)
+            yb = data.y_train[idx]
+            with _autocast(cfg.bf16):
+                logits = model(xb)
+                loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if sched is not None:
+                sched.step()
+            loss_sum += loss.item() * len(idx)
+            correct += (logits.argmax(1) == yb).sum().item()
+        train_time = time.perf_counter() - t0
+        test_logits = predict(model, data, data.x_test, bf16=cfg.bf16)
+        test_loss = F.cross_entropy(test_logits, data.y_test).item()
+        test_acc = (test_logits.argmax(1) == data.y_test).float().mean().item()
+        row = dict(epoch=epoch + 1, train_loss=loss_sum / n, train_acc=correct / n, test_loss=test_loss,
+                   test_acc=test_acc, epoch_seconds=train_time, eval_seconds=time.perf_counter() - t0 - train_time)
+        history.append(row)
+        log(f"epoch {epoch + 1}/{cfg.epochs}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f} | "
+            f"test loss {test_loss:.4f} acc {test_acc:.4f} | {train_time:.0f}s")
+        if checkpoint is not None:
+            checkpoint.parent.mkdir(parents=True, exist_ok=True)
+            tmp = checkpoint.with_suffix(".part")
+            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                        "scheduler": sched.state_dict() if sched is not None else None,
+                        "history": history, "epoch": epoch}, tmp)
+            tmp.replace(checkpoint)
+    model.eval()
+    return {"history": history}
+
+
+def classification_metrics(logits: torch.Tensor, y: torch.Tensor, classes: list) -> dict:
+    """Accuracy, per-class accuracy and confusion matrix (rows: true class, columns: predicted)."""
+    k = len(classes)
+    pred = logits.argmax(1)
+    cm = torch.bincount(y * k + pred, minlength=k * k).reshape(k, k).numpy()
+    per_class = (np.diag(cm) / np.maximum(cm.sum(1), 1)).tolist()
+    return {"accuracy": float((pred == y).float().mean()),
+            "per_class_accuracy": dict(zip(classes, per_class)),
+            "confusion_matrix": cm.tolist()}
