@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 SHARED_SECTIONS = ("seed", "data")
 
 
-def stage_parameters(stage: str, params: dict, reports: Path, models: Path) -> dict:
+def stage_parameters(stage: str, params: dict, reports: Path, models: Path, checkpoints: Path) -> dict:
     if stage not in params:
         raise config.ConfigError(f"params.yaml has no section {stage!r} (stages: "
                                  f"{sorted(k for k in params if k not in SHARED_SECTIONS)})")
@@ -34,15 +34,18 @@ def stage_parameters(stage: str, params: dict, reports: Path, models: Path) -> d
         "params": {"seed": params.get("seed", 0), "data": data, stage: params[stage]},
         "out_dir": str(reports / stage),
         "models_dir": str(models),
-        "checkpoint_dir": str(REPO / ".cache" / "checkpoints"),
+        "checkpoint_dir": str(checkpoints),
     }
 
 
 def run_stage(stage: str, notebook: str | Path, profile: str = "default",
               params_file: str | Path = REPO / "params.yaml", reports: str | Path = REPO / "reports",
               models: str | Path = REPO / "models", overrides: dict | None = None,
-              log_output: bool = True) -> Path:
-    """Execute `notebook` for `stage`; returns the path of the executed notebook."""
+              log_output: bool = True, checkpoints: str | Path = REPO / ".cache" / "checkpoints") -> Path:
+    """Execute `notebook` for `stage`; returns the path of the executed notebook.
+
+    `checkpoints` holds the resumable state of long stages (not a DVC output, so it survives a failed run).
+    """
     import papermill
 
     notebook = Path(notebook)
@@ -52,7 +55,7 @@ def run_stage(stage: str, notebook: str | Path, profile: str = "default",
         raise FileNotFoundError(f"notebook not found: {notebook}")
     params = config.deep_merge(config.load_params(params_file, profile), overrides or {})
     reports, models = Path(reports).resolve(), Path(models).resolve()
-    parameters = stage_parameters(stage, params, reports, models)
+    parameters = stage_parameters(stage, params, reports, models, Path(checkpoints).resolve())
     out_dir = reports / stage
     out_dir.mkdir(parents=True, exist_ok=True)
     running, final = out_dir / f"{stage}.running.ipynb", out_dir / f"{stage}.ipynb"
@@ -80,6 +83,8 @@ def main(argv=None) -> int:
     parser.add_argument("--reports", default=str(REPO / "reports"))
     parser.add_argument("--models", default=str(REPO / "models"))
     parser.add_argument("--data-root", default=None, help="override params data.root")
+    parser.add_argument("--checkpoints", default=str(REPO / ".cache" / "checkpoints"),
+                        help="where long stages keep resumable state")
     parser.add_argument("--quiet", action="store_true", help="do not stream the notebook's output")
     args = parser.parse_args(argv)
     overrides = {"data": {"root": str(Path(args.data_root).resolve())}} if args.data_root else None
@@ -87,7 +92,7 @@ def main(argv=None) -> int:
         import papermill
 
         run_stage(args.stage, args.notebook, args.profile, args.params, args.reports, args.models, overrides,
-                  log_output=not args.quiet)
+                  log_output=not args.quiet, checkpoints=args.checkpoints)
     except config.ConfigError as e:
         print(f"error: {args.stage}: {e}", file=sys.stderr)
         return 2
