@@ -1,0 +1,212 @@
+"""Causal graph discovery (Algorithm 1) with the test of significance of eq. 1.
+
+Top-down: at the classifier the targets are {k}; every parent j of the layer is intervened on (all its
+edges to the targets at once, eq. 2), its effects over the examples X are tested, and the necessary
+parents become the targets of the next layer down.
+
+Layer chain. The chain is the ordered list of Conv2d/Linear layers the graph walks. Consecutive layers
+must be connected channel by channel: the parents of layer l+1 (its input channels, or the channels of a
+flattened conv map) are the output channels of layer l, possibly through BatchNorm, ReLU, pooling or
+flatten. In residual networks the chain follows the main branch: the parents of a block's first conv are
+the channels of the residual stream at the block input, which are, index for index, the outputs of the
+previous block's last conv after the residual add. So the necessary parents found at a block's first
+conv are the targets of the previous block's last conv. Shortcut (downsample) convs are not in the
+chain; their weights are never intervened on.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.stats import norm
+from torch import nn
+
+from .interventions import Intervention, TracedModel, _out_nodes, treatment_effects
+
+TESTS = ("two_sample", "paired")
+SHORTCUT_NAMES = ("downsample", "shortcut")
+
+
+def layer_chain(model: nn.Module, layers: list[str] | None = None) -> list[str]:
+    """The Conv2d/Linear layers the graph walks, in forward order.
+
+    With `layers` given, they are checked (exist, are Conv2d/Linear, are in forward order); otherwise
+    every Conv2d/Linear called by the forward pass except shortcut/downsample convs.
+    """
+    traced = torch.fx.symbolic_trace(model.eval())
+    modules = dict(traced.named_modules())
+    order = [n.target for n in traced.graph.nodes if n.op == "call_module"
+             and isinstance(modules[n.target], (nn.Conv2d, nn.Linear))]
+    if layers is None:
+        return [name for name in order if not any(s in name.split(".") for s in SHORTCUT_NAMES)]
+    for name in layers:
+        if name not in modules:
+            close = [o for o in order if name.split(".")[-1] in o][:5]
+            raise KeyError(f"unknown layer {name!r}" + (f"; similar: {close}" if close else f"; layers: {order[:8]}..."))
+        if name not in order:
+            raise TypeError(f"layer {name!r} is a {type(modules[name]).__name__}; only Conv2d/Linear layers can be analysed")
+    positions = [order.index(n) for n in layers]
+    if positions != sorted(positions):
+        raise ValueError(f"layers must be given in forward order: {layers}")
+    return list(layers)
+
+
+def significance(effects: torch.Tensor, base: torch.Tensor, method: str = "two_sample", alpha: float = 0.05):
+    """z statistic, p-value and label per parent (eq. 1).
+
+    two_sample (the authors' code): one-sided test of mean(y_do) against mean(y) with
+    se = sqrt(var_do/n + var/n). paired: z = mean(TE) / (std(TE) / sqrt(n)) on per-example effects.
+    Label: 'necessary' when z < -z_{1-alpha} (removing the edges lowers the logit), 'distracting' when
+    z > z_{1-alpha}, else 'irrelevant'. p is the one-sided p-value of the direction of the effect.
+    """
+    if method not in TESTS:
+        raise ValueError(f"test must be one of {TESTS}, got {method!r}")
+    effects = effects.double()
+    n = effects.shape[1]
+    diff = effects.mean(1)
+    if method == "two_sample":
+        y_do = base.double()[None] + effects
+        se = torch.sqrt(y_do.var(1) / n + base.double().var() / n)
+    else:
+        se = effects.std(1) / np.sqrt(n) if n > 1 else torch.zeros_like(diff)
+    z = torch.where(se > 0, diff / torch.where(se > 0, se, 1.0),
+                    torch.sign(diff) * torch.where(diff != 0, float("inf"), 0.0))
+    crit = norm.ppf(1 - alpha)
+    zn = z.numpy()
+    p = norm.sf(np.abs(zn))
+    labels = np.where(zn < -crit, "necessary", np.where(zn > crit, "distracting", "irrelevant"))
+    return zn, p, labels
+
+
+@dataclass
+class LayerGraph:
+    """One step of Algorithm 1: parents of `layer` tested against their edges to `targets`."""
+
+    layer: str
+    n_parents: int
+    targets: list[int]
+    necessary: list[int]
+    distracting: list[int]
+    irrelevant: list[int]
+    mean_effect: list[float]   # per parent, mean over X of TE_j (eq. 2)
+    z: list[float]
+    p: list[float]
+
+    def edges(self) -> list[tuple[int, int]]:
+        """Edges kept in the graph: every necessary parent to every target."""
+        return [(j, t) for j in self.necessary for t in self.targets]
+
+    def ranked(self, nodes: list[int] | None = None) -> list[int]:
+        """`nodes` (default: necessary) sorted by decreasing |mean effect|."""
+        nodes = self.necessary if nodes is None else nodes
+        return sorted(nodes, key=lambda j: -abs(self.mean_effect[j]))
+
+
+@dataclass
+class ClassGraph:
+    """The causal graph of one class: per layer (classifier first) its necessary nodes, and D."""
+
+    class_index: int
+    class_name: str
+    n_examples: int
+    intervention: dict
+    test: str
+    alpha: float
+    layers: list[LayerGraph] = field(default_factory=list)
+    model: str = ""
+
+    def layer(self, name: str) -> LayerGraph:
+        for lg in self.layers:
+            if lg.layer == name:
+                return lg
+        raise KeyError(f"layer {name!r} not in graph ({[lg.layer for lg in self.layers]})")
+
+    def sizes(self) -> dict:
+        return {lg.layer: {"necessary": len(lg.necessary), "distracting": len(lg.distracting),
+                           "irrelevant": len(lg.irrelevant), "parents": lg.n_parents} for lg in self.layers}
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".part")
+        tmp.write_text(json.dumps(self.to_dict(), allow_nan=True))
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ClassGraph":
+        d = dict(d)
+        d["layers"] = [LayerGraph(**lg) for lg in d["layers"]]
+        return cls(**d)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ClassGraph":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def discover_class_graph(model: nn.Module, x: torch.Tensor, class_index: int, layers: list[str] | None = None,
+                         intervention: Intervention | None = None, test: str = "two_sample", alpha: float = 0.05,
+                         class_name: str = "", model_name: str = "", max_batch: int = 4096,
+                         traced: TracedModel | None = None) -> ClassGraph:
+    """Algorithm 1 for class `class_index` on examples `x` (correctly classified examples of the class).
+
+    All inputs are checked before any intervention: unknown layer names, a class index out of range,
+    an unknown test, chains whose consecutive layers are not connected channel by channel.
+    """
+    intervention = intervention or Intervention()
+    if test not in TESTS:
+        raise ValueError(f"test must be one of {TESTS}, got {test!r}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    chain = layer_chain(model, layers)
+    traced = traced or TracedModel(model)
+    if class_index < 0 or class_index >= _out_nodes(traced.modules[chain[-1]]):
+        raise IndexError(f"class index {class_index} out of range [0, {_out_nodes(traced.modules[chain[-1]])})")
+    if len(x) < 2:
+        raise ValueError(f"need at least 2 examples for the test of significance, got {len(x)}")
+    traced.cache(x)
+    parents = {name: traced.parents(name)[0] for name in chain}
+    for lower, upper in zip(chain, chain[1:]):
+        if parents[upper] != _out_nodes(traced.modules[lower]):
+            raise ValueError(f"layers {lower!r} -> {upper!r} are not connected channel by channel "
+                             f"({_out_nodes(traced.modules[lower])} outputs, {parents[upper]} parents); "
+                             f"give the chain explicitly")
+    graph = ClassGraph(class_index, class_name, len(x), dataclasses.asdict(intervention), test, alpha, model=model_name)
+    targets = [class_index]
+    for depth, name in enumerate(reversed(chain)):
+        if not targets:  # nothing upstream can matter any more
+            graph.layers.append(LayerGraph(name, parents[name], [], [], [], list(range(parents[name])),
+                                           [0.0] * parents[name], [0.0] * parents[name], [1.0] * parents[name]))
+            continue
+        iv = dataclasses.replace(intervention, seed=intervention.seed * 1009 + depth)
+        te = treatment_effects(traced, name, class_index, targets, iv, max_batch=max_batch)
+        z, p, labels = significance(te, traced.logits[:, class_index], test, alpha)
+        lg = LayerGraph(name, parents[name], list(targets),
+                        necessary=[int(j) for j in np.flatnonzero(labels == "necessary")],
+                        distracting=[int(j) for j in np.flatnonzero(labels == "distracting")],
+                        irrelevant=[int(j) for j in np.flatnonzero(labels == "irrelevant")],
+                        mean_effect=te.mean(1).tolist(), z=z.tolist(), p=p.tolist())
+        graph.layers.append(lg)
+        targets = lg.necessary
+    return graph
+
+
+@torch.no_grad()
+def class_examples(model: nn.Module, x: torch.Tensor, y: torch.Tensor, class_index: int, n: int,
+                   batch_size: int = 512) -> torch.Tensor:
+    """Indices (into x) of the first `n` examples of `class_index` that `model` classifies correctly."""
+    idx = torch.nonzero(y == class_index).flatten()
+    keep = []
+    for i in range(0, len(idx), batch_size):
+        b = idx[i:i + batch_size]
+        keep.append(b[model(x[b]).argmax(1) == class_index])
+        if sum(len(k) for k in keep) >= n:
+            break
+    return torch.cat(keep)[:n] if keep else idx[:0]

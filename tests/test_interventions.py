@@ -1,0 +1,115 @@
+"""The batched engine against the naive reference (one intervention, one example, deep-copied weights)."""
+import pytest
+import torch
+from torch import nn
+
+from causal_interp.interventions import Intervention, TracedModel, naive_effects, treatment_effects
+from causal_interp.models import LeNet
+
+
+class TinyResidual(nn.Module):
+    """stem conv -> [conv-bn-relu-conv-bn + skip] -> [same with a 1x1 downsample shortcut] -> pool -> fc."""
+
+    def __init__(self, c=4, k=3):
+        super().__init__()
+        self.stem = nn.Conv2d(2, c, 3, padding=1)
+        self.a1, self.b1 = nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c)
+        self.a2, self.b2 = nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c)
+        self.c1, self.d1 = nn.Conv2d(c, 2 * c, 3, stride=2, padding=1), nn.BatchNorm2d(2 * c)
+        self.c2 = nn.Conv2d(2 * c, 2 * c, 3, padding=1)
+        self.downsample = nn.Conv2d(c, 2 * c, 1, stride=2)
+        self.fc = nn.Linear(2 * c, k)
+
+    def forward(self, x):
+        x = torch.relu(self.stem(x))
+        x = torch.relu(x + self.b2(self.a2(torch.relu(self.b1(self.a1(x))))))
+        x = torch.relu(self.downsample(x) + self.c2(torch.relu(self.d1(self.c1(x)))))
+        return self.fc(x.mean((2, 3)))
+
+
+def randomize(model, seed):
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.weight.data = 0.5 + torch.rand(m.weight.shape, generator=g)
+            m.bias.data = 0.4 * torch.rand(m.bias.shape, generator=g) - 0.2
+            m.running_mean = 0.2 * torch.rand(m.running_mean.shape, generator=g) - 0.1
+            m.running_var = 0.5 + torch.rand(m.running_var.shape, generator=g)
+    return model.eval()
+
+
+CASES = [  # model factory, input shape, {layer: targets}
+    (lambda: LeNet(1, 10), (1, 32, 32), {"fc3": [1], "fc2": [0, 5, 83], "fc1": [2, 7, 119], "conv2": [0, 15],
+                                          "conv1": [1, 4]}),
+    (lambda: LeNet(3, 4), (3, 32, 32), {"fc1": list(range(120)), "conv2": [3], "conv1": list(range(6))}),
+    (lambda: TinyResidual(), (2, 8, 8), {"fc": [1], "c2": [0, 7], "c1": [2, 5], "a2": [1, 3], "a1": [0],
+                                         "stem": [0, 1, 2, 3]}),
+]
+
+
+@pytest.mark.parametrize("case", range(len(CASES)))
+@pytest.mark.parametrize("iv", [Intervention("hard"), Intervention("soft", b=0.3, seed=5),
+                                Intervention("constant", u=0.05)], ids=["hard", "soft", "constant"])
+def test_batched_effects_match_naive_reference(case, iv):
+    factory, shape, layers = CASES[case]
+    torch.manual_seed(case)
+    model = randomize(factory(), case)
+    x = torch.randn(6, *shape)
+    traced = TracedModel(model)
+    traced.cache(x)
+    for layer, targets in layers.items():
+        n_parents = traced.parents(layer)[0]
+        betas = None if iv.mode == "constant" else iv.beta((len(targets), n_parents))
+        fast = treatment_effects(traced, layer, 1, targets, iv, betas=betas, max_batch=16)  # forces chunking
+        slow = naive_effects(model, layer, 1, x, targets, iv, n_parents, betas=betas)
+        assert fast.shape == (n_parents, len(x))
+        assert torch.allclose(fast, slow, atol=1e-4), (layer, (fast - slow).abs().max())
+        assert fast.abs().max() > 1e-6 or layer == "conv1"  # the comparison is not vacuous
+
+
+def test_parents_of_flattened_linear_are_channels():
+    traced = TracedModel(LeNet())
+    traced.cache(torch.zeros(2, 1, 32, 32))
+    assert traced.parents("fc1") == (16, 25)
+    assert traced.parents("fc2") == (120, 1)
+    assert traced.parents("conv2") == (6, 1)
+
+
+def test_hard_effect_of_classifier_parent_is_minus_weight_times_activation():
+    torch.manual_seed(0)
+    model = LeNet().eval()
+    x = torch.randn(5, 1, 32, 32)
+    traced = TracedModel(model)
+    traced.cache(x)
+    te = treatment_effects(traced, "fc3", 7, [7], Intervention("hard"))
+    a = traced.env[traced.node("fc3").args[0]]
+    assert torch.allclose(te, -(model.fc3.weight[7][:, None] * a.T), atol=1e-6)
+
+
+def test_soft_with_small_b_approaches_hard():
+    torch.manual_seed(0)
+    model = LeNet().eval()
+    traced = TracedModel(model)
+    traced.cache(torch.randn(8, 1, 32, 32))
+    hard = treatment_effects(traced, "fc2", 2, [0, 1, 2], Intervention("hard"))
+    soft = treatment_effects(traced, "fc2", 2, [0, 1, 2], Intervention("soft", b=0.01, eps=0.01))
+    full = treatment_effects(traced, "fc2", 2, [0, 1, 2], Intervention("soft", b=0.99, eps=0.01))
+    assert (soft - hard).abs().max() <= 0.03 * hard.abs().max()
+    assert full.abs().max() < 0.05 * hard.abs().max()  # beta ~ 1 leaves the weights almost unchanged
+
+
+def test_bad_indices_and_modes_are_rejected():
+    traced = TracedModel(LeNet())
+    traced.cache(torch.zeros(2, 1, 32, 32))
+    with pytest.raises(IndexError, match=r"class index \[10\] out of range"):
+        treatment_effects(traced, "fc3", 10, [0], Intervention())
+    with pytest.raises(IndexError, match=r"target of fc2 \[84\]"):
+        treatment_effects(traced, "fc2", 0, [84], Intervention())
+    with pytest.raises(IndexError, match=r"parent of conv2 \[6\]"):
+        treatment_effects(traced, "conv2", 0, [0], Intervention(), parents=[6])
+    with pytest.raises(KeyError, match="not called"):
+        treatment_effects(traced, "fc9", 0, [0], Intervention())
+    with pytest.raises(ValueError, match="mode must be one of"):
+        Intervention("medium")
+    with pytest.raises(ValueError, match="soft intervention needs"):
+        Intervention("soft", b=0.0, eps=0.01)
