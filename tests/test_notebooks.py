@@ -19,12 +19,28 @@ def stage_notebook(stage):
     return cmd[4]
 
 
+@pytest.fixture(scope="module")
+def smoke_run(fake_root, tmp_path_factory):
+    """Every stage, in dvc.yaml order (which is dependency order), into one scratch tree; errors kept per stage."""
+    root = tmp_path_factory.mktemp("smoke")
+    results = {}
+    for stage in STAGES:
+        try:
+            results[stage] = pipeline.run_stage(stage, stage_notebook(stage), profile="smoke", reports=root / "reports",
+                                                models=root / "models", overrides={"data": {"root": str(fake_root)}},
+                                                log_output=False, checkpoints=root / "ckpt")
+        except Exception as e:  # reported by the stage's own test
+            results[stage] = e
+    return root, results
+
+
 @pytest.mark.notebooks
-@pytest.mark.parametrize("stage", sorted(STAGES))
-def test_stage_runs_with_smoke_profile(stage, fake_root, tmp_path):
-    executed = pipeline.run_stage(stage, stage_notebook(stage), profile="smoke", reports=tmp_path / "reports",
-                                  models=tmp_path / "models", overrides={"data": {"root": str(fake_root)}},
-                                  log_output=False, checkpoints=tmp_path / "ckpt")
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_stage_runs_with_smoke_profile(stage, smoke_run):
+    tmp_path, results = smoke_run
+    executed = results[stage]
+    if isinstance(executed, Exception):
+        raise executed
     assert executed.exists() and not (executed.parent / f"{stage}.failed.ipynb").exists()
     # every declared output of the stage (relative to reports/ and models/) was written
     for entry in STAGES[stage].get("outs", []) + STAGES[stage].get("metrics", []) + STAGES[stage].get("plots", []):

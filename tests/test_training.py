@@ -60,8 +60,8 @@ def test_resume_after_interruption_equals_uninterrupted_run(fake_root, tmp_path)
     class Stop(Exception):
         pass
 
-    def stop_after_first_epoch(msg):
-        if msg.startswith("epoch 1/"):
+    def stop_after_first_epoch(msg):  # interrupted at the end of epoch 2, before its checkpoint
+        if msg.startswith("epoch 2/"):
             raise Stop
 
     try:

@@ -160,6 +160,8 @@ def stage_config(params: dict, stage: str, cls=TrainConfig):
     """The validated config of `stage`; the global `seed` fills a stage seed that is not set."""
     if stage not in params:
         raise ConfigError(f"params.yaml has no section {stage!r}")
+    if not isinstance(params[stage], dict):
+        raise ConfigError(f"params section {stage!r} must be a mapping, got {type(params[stage]).__name__}")
     values = dict(params[stage])
     if "seed" in params and "seed" not in values and "seed" in {f.name for f in dataclasses.fields(cls)}:
         values["seed"] = params["seed"]

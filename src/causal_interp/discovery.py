@@ -200,9 +200,12 @@ def discover_class_graph(model: nn.Module, x: torch.Tensor, class_index: int, la
 
 @torch.no_grad()
 def class_examples(model: nn.Module, x: torch.Tensor, y: torch.Tensor, class_index: int, n: int,
-                   batch_size: int = 512) -> torch.Tensor:
-    """Indices (into x) of the first `n` examples of `class_index` that `model` classifies correctly."""
+                   batch_size: int = 512, correct_only: bool = True) -> torch.Tensor:
+    """Indices (into x) of the first `n` examples of `class_index` that `model` classifies correctly
+    (with `correct_only=False`: the first `n` examples of the class)."""
     idx = torch.nonzero(y == class_index).flatten()
+    if not correct_only:
+        return idx[:n]
     keep = []
     for i in range(0, len(idx), batch_size):
         b = idx[i:i + batch_size]
@@ -210,3 +213,96 @@ def class_examples(model: nn.Module, x: torch.Tensor, y: torch.Tensor, class_ind
         if sum(len(k) for k in keep) >= n:
             break
     return torch.cat(keep)[:n] if keep else idx[:0]
+
+
+@dataclass
+class DiscoveryConfig:
+    """params.yaml section `discover_graphs`."""
+
+    models: list = field(default_factory=lambda: ["train_lenet", "finetune_cifar10"])  # training stages
+    classes: list | None = None          # null: every class
+    examples_per_class: int = 100
+    correct_only: bool = True            # the paper: correctly classified examples only
+    test: str = "paired"
+    compare_test: str | None = "two_sample"  # also discover with this test, for the comparison table
+    alpha: float = 0.05
+    intervention: str = "hard"
+    b: float = 0.0
+    eps: float = 0.01
+    layers: dict = field(default_factory=dict)   # training stage -> explicit layer chain
+    figure_class: int = 3                # class shown in figs. 3-6
+    max_batch: int = 4096
+    seed: int = 0
+    threads: int | None = None
+
+    def validate(self, section: str) -> None:
+        if self.test not in TESTS or (self.compare_test is not None and self.compare_test not in TESTS):
+            raise ValueError(f"{section}.test / compare_test must be one of {TESTS}")
+        if self.examples_per_class < 2:
+            raise ValueError(f"{section}.examples_per_class must be >= 2")
+        if not 0 < self.alpha < 1:
+            raise ValueError(f"{section}.alpha must be in (0, 1)")
+        if not isinstance(self.models, list) or not self.models:
+            raise ValueError(f"{section}.models must be a non-empty list of training stages")
+        unknown = set(self.layers) - set(self.models)
+        if unknown:
+            raise ValueError(f"{section}.layers names models not in {section}.models: {sorted(unknown)}")
+        Intervention(self.intervention, self.b, self.eps, seed=self.seed)  # raises on a bad mode / b
+
+    def intervention_obj(self) -> Intervention:
+        return Intervention(self.intervention, self.b, self.eps, seed=self.seed)
+
+
+def check_classes(classes, num_classes: int) -> list[int]:
+    """The validated class list (`None`: all classes)."""
+    if classes is None:
+        return list(range(num_classes))
+    bad = [c for c in classes if not isinstance(c, int) or not 0 <= c < num_classes]
+    if bad:
+        raise IndexError(f"class index {bad} out of range [0, {num_classes})")
+    return list(classes)
+
+
+def discover_all(model: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: list[int], class_names: list[str],
+                 n_examples: int, intervention: Intervention, test: str, alpha: float, layers=None,
+                 cache_dir: str | Path | None = None, key: str = "", max_batch: int = 4096, correct_only: bool = True,
+                 log=print) -> dict:
+    """Graphs of `classes` on the examples (x, y) (the discovery split), one class at a time.
+
+    Each finished graph is written to `cache_dir/<key>/class_<k>.json` and reused on a re-run with the same
+    `key` (callers put the model hash and settings in it), so an interrupted run loses at most one class.
+    Returns {class: (graph, seconds)} (seconds = 0.0 for graphs taken from the cache).
+    """
+    import time
+
+    layer_chain(model, layers)  # fail on bad layer names before anything else
+    out = {}
+    folder = Path(cache_dir) / key if cache_dir else None
+    for k in classes:
+        path = folder / f"class_{k}.json" if folder else None
+        if path is not None and path.exists():
+            out[k] = (ClassGraph.load(path), 0.0)
+            log(f"class {k}: from cache")
+            continue
+        idx = class_examples(model, x, y, k, n_examples, correct_only=correct_only)
+        if len(idx) < 2:
+            raise ValueError(f"class {k}: only {len(idx)} correctly classified examples in the discovery split")
+        t0 = time.perf_counter()
+        g = discover_class_graph(model, x[idx], k, layers, intervention, test, alpha, class_name=class_names[k],
+                                 max_batch=max_batch)
+        seconds = time.perf_counter() - t0
+        if path is not None:
+            g.save(path)
+        out[k] = (g, seconds)
+        log(f"class {k}: {len(idx)} examples, {seconds:.1f}s, necessary per layer "
+            f"{[len(lg.necessary) for lg in g.layers]}")
+    return out
+
+
+def sizes_table(graphs: dict) -> list[dict]:
+    """Rows (class, layer, parents, necessary, distracting, irrelevant) for a table of graph sizes."""
+    rows = []
+    for k, (g, _) in graphs.items():
+        for layer, s in g.sizes().items():
+            rows.append({"class": k, "class_name": g.class_name, "layer": layer, **s})
+    return rows

@@ -68,3 +68,12 @@ def load_model(path: str | Path) -> nn.Module:
     model = build_model(ckpt["name"], ckpt["num_classes"], ckpt["in_chans"], pretrained=False)
     model.load_state_dict(ckpt["state_dict"])
     return model.eval()
+
+
+def model_info(path: str | Path) -> dict:
+    """What `save_model` stored beside the weights: name, num_classes, in_chans, dataset, image_size, ..."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path}; run its training stage first (dvc repro)")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    return {k: v for k, v in ckpt.items() if k != "state_dict"}

@@ -75,3 +75,137 @@ def image_grid(images, labels: list, ncols: int = 10, title: str = ""):
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def _empty_figure(text: str):
+    fig, ax = plt.subplots(figsize=(6, 1.2))
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center")
+    return fig
+
+
+LABEL_COLORS = {"necessary": "tab:red", "distracting": "tab:blue", "irrelevant": "0.75"}
+
+
+def node_labels(layer_graph) -> np.ndarray:
+    """'necessary' / 'distracting' / 'irrelevant' for every parent of a LayerGraph."""
+    labels = np.full(layer_graph.n_parents, "irrelevant", dtype=object)
+    labels[layer_graph.necessary] = "necessary"
+    labels[layer_graph.distracting] = "distracting"
+    return labels
+
+
+def effect_distributions(effects: dict, graph, max_nodes: int = 40, title: str = ""):
+    """Fig. 3: per layer, the distribution over X of each node's treatment effect (box per node).
+
+    `effects`: layer -> (parents, N) array. Nodes are sorted by mean effect; layers with more than
+    `max_nodes` parents show the `max_nodes` of largest |mean effect|.
+    """
+    layers = [lg for lg in graph.layers if lg.layer in effects]
+    if not layers:
+        return _empty_figure(title + " (no layer has targets)")
+    fig, axes = plt.subplots(len(layers), 1, figsize=(11, 2.3 * len(layers)), squeeze=False)
+    for ax, lg in zip(axes[:, 0], layers):
+        te = np.asarray(effects[lg.layer])
+        labels = node_labels(lg)
+        order = np.argsort(-np.abs(te.mean(1)))[:max_nodes]
+        order = order[np.argsort(te[order].mean(1))]
+        df = pd.DataFrame({"node": np.repeat([str(j) for j in order], te.shape[1]),
+                           "effect": te[order].ravel(), "label": np.repeat(labels[order], te.shape[1])})
+        sns.boxplot(data=df, x="node", y="effect", hue="label", palette=LABEL_COLORS, dodge=False,
+                    fliersize=1, linewidth=0.6, ax=ax, hue_order=list(LABEL_COLORS))
+        ax.axhline(0, color="k", lw=0.6)
+        shown = f" ({len(order)} of {lg.n_parents} nodes)" if len(order) < lg.n_parents else ""
+        ax.set_title(f"{lg.layer}: parents -> {len(lg.targets)} target(s){shown}", fontsize=9)
+        ax.set_xlabel("")
+        ax.tick_params(axis="x", labelsize=6, rotation=90)
+        ax.legend(fontsize=7, loc="lower right") if ax is axes[0, 0] else ax.legend_.remove()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def graph_drawing(graph, max_edges: int = 400, title: str = ""):
+    """Figs. 4-5: the graph drawn layer by layer (input side left, class right).
+
+    Each column holds the parents of one analysed layer; necessary nodes red, distracting blue,
+    irrelevant grey. Lines join necessary parents to their targets in the next column (the strongest
+    `max_edges` per layer by |mean effect| when there are more).
+    """
+    layers = list(reversed(graph.layers))  # input side first
+    fig, ax = plt.subplots(figsize=(2.0 * (len(layers) + 1), 6))
+    ys = []
+    for col, lg in enumerate(layers):
+        y = np.linspace(0, 1, lg.n_parents) if lg.n_parents > 1 else np.array([0.5])
+        ys.append(y)
+        labels = node_labels(lg)
+        size = max(4, 60 / np.sqrt(lg.n_parents))
+        for lab, color in LABEL_COLORS.items():
+            idx = np.flatnonzero(labels == lab)
+            ax.scatter(np.full(len(idx), col), y[idx], s=size, c=color, label=lab if col == 0 else None,
+                       zorder=3, edgecolors="none")
+    ys.append(np.array([0.5]))  # the class logit
+    ax.scatter([len(layers)], [0.5], s=80, c="k", zorder=3)
+    ax.annotate(f"class {graph.class_name or graph.class_index}", (len(layers), 0.5), xytext=(8, 0),
+                textcoords="offset points", va="center")
+    for col, lg in enumerate(layers):
+        nxt = ys[col + 1]
+        is_top = col == len(layers) - 1
+        edges = [(j, t) for j in lg.ranked() for t in lg.targets][:max_edges]
+        for j, t in edges:
+            ax.plot([col, col + 1], [ys[col][j], nxt[0] if is_top else nxt[t]], color="tab:red", lw=0.3,
+                    alpha=0.35, zorder=1)
+    ax.set_xticks(range(len(layers) + 1), [lg.layer for lg in layers] + ["logit"], rotation=45, fontsize=8)
+    ax.set_yticks([])
+    ax.legend(loc="upper left", fontsize=8, bbox_to_anchor=(1.0, 1.0))
+    ax.set_title(title or f"causal graph of class {graph.class_name or graph.class_index}")
+    ax.grid(False)
+    fig.tight_layout()
+    return fig
+
+
+def map_overlays(images, maps, titles=None, peaks=None, ncols: int = 6, title: str = "", cmap: str = "jet"):
+    """Images (N, C, H, W) in [0, 1] with maps (N, H, W) overlaid; optional peaks (N lists of (row, col))."""
+    images, maps = np.asarray(images), np.asarray(maps)
+    n = len(images)
+    if n == 0:
+        return _empty_figure(title + " (nothing to show)")
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.8 * ncols, 1.9 * nrows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, ax in enumerate(axes.flat[:n]):
+        img = images[i].transpose(1, 2, 0)
+        ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray")
+        ax.imshow(maps[i], cmap=cmap, alpha=0.5)
+        if peaks is not None and len(peaks[i]):
+            pk = np.asarray(peaks[i])
+            ax.scatter(pk[:, 1], pk[:, 0], marker="x", c="white", s=25, linewidths=1.2)
+        if titles is not None:
+            ax.set_title(str(titles[i]), fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def response_grid(responses, row_titles=None, col_titles=None, title: str = "", cmap: str = "RdBu_r"):
+    """A grid of 2-D maps (rows, cols, h, w), each with a symmetric colour scale (fig. 5)."""
+    responses = np.asarray(responses)
+    r, c = responses.shape[:2]
+    if r == 0 or c == 0:
+        return _empty_figure(title + " (no graph nodes in this layer)")
+    fig, axes = plt.subplots(r, c, figsize=(1.3 * c, 1.3 * r + 0.4), squeeze=False)
+    for i in range(r):
+        for j in range(c):
+            ax = axes[i, j]
+            v = np.abs(responses[i, j]).max() or 1.0
+            ax.imshow(responses[i, j], cmap=cmap, vmin=-v, vmax=v)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row_titles is not None and j == 0:
+                ax.set_ylabel(str(row_titles[i]), fontsize=7)
+            if col_titles is not None and i == 0:
+                ax.set_title(str(col_titles[j]), fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
