@@ -160,7 +160,7 @@ results, examples, timing = {}, {}, {}
 for m in cfg.models:
     info = infos[m]
     model = models.load_model(model_paths[m])
-    ds = data.load_dataset(info["dataset"], data_cfg.root, info["image_size"])
+    ds = data.load_dataset(info["dataset"], data_cfg.root, info["image_size"], train_subset=1)  # test set only
     disc_idx, _ = data.split_test(len(ds.y_test), data_cfg.discovery_fraction, data_cfg.split_seed)
     x = ds.normalize(ds.x_test[disc_idx]); y = ds.y_test[disc_idx]
     classes = discovery.check_classes(cfg.classes, info["num_classes"])

@@ -10,7 +10,8 @@ from causal_interp import pipeline
 
 from .conftest import REPO
 
-STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+STAGES = {name: spec for name, spec in yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"].items()
+          if spec["cmd"].startswith("python -m causal_interp.pipeline")}
 
 
 def stage_notebook(stage):

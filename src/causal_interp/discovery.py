@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,6 +96,7 @@ class LayerGraph:
     mean_effect: list[float]   # per parent, mean over X of TE_j (eq. 2)
     z: list[float]
     p: list[float]
+    seconds: float = 0.0       # wall time of this layer's interventions
 
     def edges(self) -> list[tuple[int, int]]:
         """Edges kept in the graph: every necessary parent to every target."""
@@ -186,13 +188,15 @@ def discover_class_graph(model: nn.Module, x: torch.Tensor, class_index: int, la
                                            [0.0] * parents[name], [0.0] * parents[name], [1.0] * parents[name]))
             continue
         iv = dataclasses.replace(intervention, seed=intervention.seed * 1009 + depth)
+        t0 = time.perf_counter()
         te = treatment_effects(traced, name, class_index, targets, iv, max_batch=max_batch)
         z, p, labels = significance(te, traced.logits[:, class_index], test, alpha)
         lg = LayerGraph(name, parents[name], list(targets),
                         necessary=[int(j) for j in np.flatnonzero(labels == "necessary")],
                         distracting=[int(j) for j in np.flatnonzero(labels == "distracting")],
                         irrelevant=[int(j) for j in np.flatnonzero(labels == "irrelevant")],
-                        mean_effect=te.mean(1).tolist(), z=z.tolist(), p=p.tolist())
+                        mean_effect=te.mean(1).tolist(), z=z.tolist(), p=p.tolist(),
+                        seconds=time.perf_counter() - t0)
         graph.layers.append(lg)
         targets = lg.necessary
     return graph
@@ -273,8 +277,6 @@ def discover_all(model: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: li
     `key` (callers put the model hash and settings in it), so an interrupted run loses at most one class.
     Returns {class: (graph, seconds)} (seconds = 0.0 for graphs taken from the cache).
     """
-    import time
-
     layer_chain(model, layers)  # fail on bad layer names before anything else
     out = {}
     folder = Path(cache_dir) / key if cache_dir else None
