@@ -129,11 +129,12 @@ def graph_drawing(graph, max_edges: int = 400, title: str = ""):
     """Figs. 4-5: the graph drawn layer by layer (input side left, class right).
 
     Each column holds the parents of one analysed layer; necessary nodes red, distracting blue,
-    irrelevant grey. Lines join necessary parents to their targets in the next column (the strongest
-    `max_edges` per layer by |mean effect| when there are more).
+    irrelevant grey. Lines join necessary parents to their targets in the next column (a seeded uniform
+    sample of `max_edges` per layer when there are more).
     """
     layers = list(reversed(graph.layers))  # input side first
-    fig, ax = plt.subplots(figsize=(2.0 * (len(layers) + 1), 6))
+    rng = np.random.default_rng(0)
+    fig, ax = plt.subplots(figsize=(min(2.0 * (len(layers) + 1), 22), 6))
     ys = []
     for col, lg in enumerate(layers):
         y = np.linspace(0, 1, lg.n_parents) if lg.n_parents > 1 else np.array([0.5])
@@ -151,7 +152,9 @@ def graph_drawing(graph, max_edges: int = 400, title: str = ""):
     for col, lg in enumerate(layers):
         nxt = ys[col + 1]
         is_top = col == len(layers) - 1
-        edges = [(j, t) for j in lg.ranked() for t in lg.targets][:max_edges]
+        edges = [(j, t) for j in lg.necessary for t in lg.targets]
+        if len(edges) > max_edges:
+            edges = [edges[i] for i in rng.choice(len(edges), max_edges, replace=False)]
         for j, t in edges:
             ax.plot([col, col + 1], [ys[col][j], nxt[0] if is_top else nxt[t]], color="tab:red", lw=0.3,
                     alpha=0.35, zorder=1)
