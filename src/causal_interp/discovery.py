@@ -29,6 +29,7 @@ from torch import nn
 from .interventions import Intervention, TracedModel, _out_nodes, treatment_effects
 
 TESTS = ("two_sample", "paired")
+GRAPH_FORMAT = 2  # bump when ClassGraph's JSON changes: cached graphs of other formats are not reused
 SHORTCUT_NAMES = ("downsample", "shortcut")
 
 
@@ -120,6 +121,7 @@ class ClassGraph:
     alpha: float
     layers: list[LayerGraph] = field(default_factory=list)
     model: str = ""
+    examples: list[int] = field(default_factory=list)   # indices of X in the discovery split
 
     def layer(self, name: str) -> LayerGraph:
         for lg in self.layers:
@@ -279,7 +281,7 @@ def discover_all(model: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: li
     """
     layer_chain(model, layers)  # fail on bad layer names before anything else
     out = {}
-    folder = Path(cache_dir) / key if cache_dir else None
+    folder = Path(cache_dir) / f"{key}-v{GRAPH_FORMAT}" if cache_dir else None
     for k in classes:
         path = folder / f"class_{k}.json" if folder else None
         if path is not None and path.exists():
@@ -293,6 +295,7 @@ def discover_all(model: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: li
         g = discover_class_graph(model, x[idx], k, layers, intervention, test, alpha, class_name=class_names[k],
                                  max_batch=max_batch)
         seconds = time.perf_counter() - t0
+        g.examples = idx.tolist()
         if path is not None:
             g.save(path)
         out[k] = (g, seconds)

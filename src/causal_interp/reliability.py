@@ -1,0 +1,141 @@
+"""Reliability of the graphs under soft interventions (fig. 7).
+
+The graph is re-discovered many times with soft interventions, beta ~ U(b - eps, b + eps) drawn anew for
+every edge and run, b rising every `runs_per_b` runs over (b_min, b_max). For every node of the
+hard-intervention graph, its appearance rate is the share of runs whose graph has it as a necessary node of the
+same layer. Nodes that are necessary in some soft run but not in the hard graph are reported separately.
+Because the walk is top-down, a chain restricted to the top layers gives those layers' graph exactly; the
+reduced ResNet sweep relies on that.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .discovery import ClassGraph, discover_class_graph
+from .interventions import Intervention
+
+
+@dataclass
+class SweepConfig:
+    """One model's sweep in params.yaml's `reliability.models.<training stage>`."""
+
+    runs: int = 1000
+    classes: list | None = None       # null: every class with a graph
+    layers: list | None = None        # null: the full chain; else the top of it, e.g. [layer4.1.conv2, fc]
+
+    def validate(self, section: str) -> None:
+        if self.runs < 1:
+            raise ValueError(f"{section}.runs must be >= 1")
+
+
+@dataclass
+class ReliabilityConfig:
+    """params.yaml section `reliability`."""
+
+    models: dict = field(default_factory=dict)   # training stage -> SweepConfig fields
+    graph_test: str = "paired"       # which discovered graphs (reports/graphs/<model>/<test>) are the reference
+    b_min: float = 0.01
+    b_max: float = 0.5
+    runs_per_b: int = 10
+    eps: float = 0.01
+    rate_b_values: list = field(default_factory=lambda: [0.01, 0.1, 0.25, 0.5])  # b values shown in fig. 7
+    max_batch: int = 4096
+    seed: int = 0
+    threads: int | None = None
+
+    def validate(self, section: str) -> None:
+        if not self.models:
+            raise ValueError(f"{section}.models must name at least one training stage")
+        if not (self.eps <= self.b_min <= self.b_max <= 1 - self.eps):
+            raise ValueError(f"{section}: need eps <= b_min <= b_max <= 1 - eps, got "
+                             f"b_min={self.b_min}, b_max={self.b_max}, eps={self.eps}")
+        if self.runs_per_b < 1:
+            raise ValueError(f"{section}.runs_per_b must be >= 1")
+
+
+def b_schedule(runs: int, b_min: float, b_max: float, runs_per_b: int) -> np.ndarray:
+    """b of every run: constant for `runs_per_b` runs, rising linearly from b_min to b_max."""
+    steps = max(1, int(np.ceil(runs / runs_per_b)))
+    levels = np.linspace(b_min, b_max, steps) if steps > 1 else np.array([b_min])
+    return np.repeat(levels, runs_per_b)[:runs]
+
+
+def soft_sweep(model: nn.Module, x: torch.Tensor, graph: ClassGraph, b_values, eps: float, seed: int = 0,
+               layers: list[str] | None = None, max_batch: int = 4096, cache_file: str | Path | None = None,
+               log=print) -> list[dict]:
+    """Re-discover `graph` once per b in `b_values` with soft interventions (same examples, test and alpha).
+
+    Returns one record per run: {"run", "b", "necessary": {layer: [nodes]}}. With `cache_file`, records are
+    appended as JSON lines as they finish and reused on a re-run, so an interruption loses at most one run.
+    """
+    records = []
+    cache_file = Path(cache_file) if cache_file else None
+    if cache_file is not None and cache_file.exists():
+        for line in cache_file.read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut by an interruption
+                break
+        records = [r for i, r in enumerate(records) if r["run"] == i and abs(r["b"] - b_values[i]) < 1e-12][:len(b_values)]
+        log(f"class {graph.class_index}: {len(records)} runs from the cache")
+    if cache_file is not None:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        cache_file.write_text("".join(json.dumps(r) + "\n" for r in records))
+    for run in range(len(records), len(b_values)):
+        iv = Intervention("soft", b=float(b_values[run]), eps=eps, seed=seed * 1_000_003 + run)
+        g = discover_class_graph(model, x, graph.class_index, layers, iv, graph.test, graph.alpha, max_batch=max_batch)
+        rec = {"run": run, "b": float(b_values[run]), "necessary": {lg.layer: lg.necessary for lg in g.layers}}
+        records.append(rec)
+        if cache_file is not None:
+            with open(cache_file, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+    return records
+
+
+def appearance_rates(graph: ClassGraph, records: list[dict]) -> dict:
+    """Per layer of the sweep: the appearance rate of every hard-graph node, the share of hard nodes that appear
+    in every run, and the nodes found only under soft interventions (with their rates)."""
+    out = {}
+    layers = list(records[0]["necessary"]) if records else []
+    for layer in layers:
+        hard = graph.layer(layer).necessary
+        counts: dict[int, int] = {}
+        for r in records:
+            for j in r["necessary"][layer]:
+                counts[j] = counts.get(j, 0) + 1
+        n = len(records)
+        rate = {j: counts.get(j, 0) / n for j in hard}
+        out[layer] = {
+            "hard_nodes": len(hard),
+            "rate": rate,
+            "share_always": float(np.mean([v == 1.0 for v in rate.values()])) if hard else float("nan"),
+            "mean_rate": float(np.mean(list(rate.values()))) if hard else float("nan"),
+            "soft_only": {j: c / n for j, c in sorted(counts.items()) if j not in set(hard)},
+        }
+    return out
+
+
+def rates_by_b(graph: ClassGraph, records: list[dict]) -> list[dict]:
+    """Rows (layer, b, node, rate over the runs at that b) for the hard-graph nodes."""
+    rows = []
+    bs = sorted({r["b"] for r in records})
+    for b in bs:
+        runs = [r for r in records if r["b"] == b]
+        for layer in runs[0]["necessary"]:
+            for j in graph.layer(layer).necessary:
+                rows.append({"layer": layer, "b": b, "node": j,
+                             "rate": sum(j in r["necessary"][layer] for r in runs) / len(runs)})
+    return rows
+
+
+def sweep_config(values: dict, section: str) -> SweepConfig:
+    from .config import from_dict
+
+    return from_dict(SweepConfig, values or {}, section)
+
