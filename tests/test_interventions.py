@@ -113,3 +113,14 @@ def test_bad_indices_and_modes_are_rejected():
         Intervention("medium")
     with pytest.raises(ValueError, match="soft intervention needs"):
         Intervention("soft", b=0.0, eps=0.01)
+
+
+def test_unsupported_convs_are_named():
+    from causal_interp.interventions import layer_parents
+
+    with pytest.raises(NotImplementedError, match="groups=4"):
+        layer_parents(nn.Conv2d(4, 4, 3, groups=4), (4, 8, 8))
+    with pytest.raises(NotImplementedError, match="padding_mode 'reflect'"):
+        layer_parents(nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect"), (4, 8, 8))
+    with pytest.raises(TypeError, match="only intervene on Conv2d or Linear"):
+        layer_parents(nn.BatchNorm2d(4), (4, 8, 8))

@@ -76,6 +76,8 @@ def layer_parents(module: nn.Module, source_shape: tuple) -> tuple[int, int]:
     if isinstance(module, nn.Conv2d):
         if module.groups != 1:
             raise NotImplementedError(f"grouped/depthwise conv (groups={module.groups}) is not supported yet")
+        if module.padding_mode != "zeros":
+            raise NotImplementedError(f"conv padding_mode {module.padding_mode!r} is not supported (only zeros)")
         return module.in_channels, 1
     if isinstance(module, nn.Linear):
         if len(source_shape) > 1 and module.in_features % source_shape[0] == 0:
