@@ -1,0 +1,69 @@
+import pytest
+import torch
+
+from causal_interp import masking
+from causal_interp.discovery import discover_class_graph
+from causal_interp.masking import LayerMask, masked
+from causal_interp.models import LeNet
+
+from .test_discovery import hand_built
+
+
+def test_masking_is_undone_bit_for_bit_even_on_error():
+    torch.manual_seed(0)
+    model = LeNet().eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    n = masking.layer_parent_counts(model, torch.zeros(1, 1, 32, 32), ["conv2", "fc1", "fc3"])
+    assert n == {"conv2": 6, "fc1": 16, "fc3": 84}
+    with masked(model, [LayerMask("fc1", [2, 5]), LayerMask("conv2", [0], [1, 3])], n):
+        assert model.fc1.weight.view(120, 16, 25)[:, [2, 5]].abs().sum() == 0
+        assert model.fc1.weight.view(120, 16, 25)[:, 3].abs().sum() > 0
+        assert model.conv2.weight[[1, 3], 0].abs().sum() == 0 and model.conv2.weight[0, 0].abs().sum() > 0
+    with pytest.raises(RuntimeError):
+        with masked(model, [LayerMask("fc3", list(range(84)))], n):
+            raise RuntimeError("stage crashed")
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_share_zero_masks_nothing_and_keeps_accuracy():
+    net, x = hand_built()
+    g = discover_class_graph(net, x, 0)
+    y = net(x).argmax(1)
+    n = {lg.layer: lg.n_parents for lg in g.layers}
+    for how in ("critical", "random"):
+        with masked(net, masking.fidelity_masks(g, 0.0, how), n):
+            assert masking.accuracy(net, x, y) == 1.0
+    assert all(not m.parents for m in masking.repair_masks(g, 0.0))
+
+
+def test_critical_masks_follow_the_graph():
+    net, x = hand_built()
+    g = discover_class_graph(net, x, 0)   # fc2: hidden 0 (w=2) most critical, then 3; fc1: input 0 first
+    masks = {m.layer: m.parents for m in masking.fidelity_masks(g, 0.25, "critical")}
+    assert masks == {"fc2": [0], "fc1": [0, 1]}   # ceil(0.25 * 4) = 1, ceil(0.25 * 5) = 2
+    n = {lg.layer: lg.n_parents for lg in g.layers}
+    logit = net(x)[:, 0].mean()
+    with masked(net, masking.fidelity_masks(g, 0.25, "critical"), n):
+        assert net(x)[:, 0].mean() < logit - 1.0
+    assert masking.magnitude_order(net, "fc2", 4) == [1, 0, 2, 3]  # column L1 norms 2, 2.5, 1, 1
+
+
+def test_repair_masks_distracting_first_to_targets_only():
+    net, x = hand_built()
+    g = discover_class_graph(net, x, 0)  # fc2: distracting [1], irrelevant [2]; fc1: distracting [4], irrelevant [3]
+    masks = masking.repair_masks(g, 0.5)
+    assert [(m.layer, m.parents, m.targets) for m in masks] == [("fc2", [1], [0]), ("fc1", [4], [0, 3])]
+    n = {lg.layer: lg.n_parents for lg in g.layers}
+    logit = net(x)[:, 0]
+    with masked(net, masks, n):
+        assert bool((net(x)[:, 0] >= logit - 1e-6).all())  # removing distracting paths only raises the class logit
+
+
+def test_unknown_rankings():
+    net, x = hand_built()
+    g = discover_class_graph(net, x, 0)
+    with pytest.raises(ValueError, match="unknown ranking"):
+        masking.fidelity_masks(g, 0.1, "biggest")
+    with pytest.raises(ValueError, match="unknown repair mask"):
+        masking.repair_masks(g, 0.1, "smart")
