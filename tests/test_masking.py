@@ -41,7 +41,7 @@ def test_critical_masks_follow_the_graph():
     net, x = hand_built()
     g = discover_class_graph(net, x, 0)   # fc2: hidden 0 (w=2) most critical, then 3; fc1: input 0 first
     masks = {m.layer: m.parents for m in masking.fidelity_masks(g, 0.25, "critical")}
-    assert masks == {"fc2": [0], "fc1": [0, 1]}   # ceil(0.25 * 4) = 1, ceil(0.25 * 5) = 2
+    assert masks == {"fc2": [0]}   # ceil(0.25 * 4) = 1; fc1 (parents = the inputs) is never masked
     n = {lg.layer: lg.n_parents for lg in g.layers}
     logit = net(x)[:, 0].mean()
     with masked(net, masking.fidelity_masks(g, 0.25, "critical"), n):
@@ -53,7 +53,7 @@ def test_repair_masks_distracting_first_to_targets_only():
     net, x = hand_built()
     g = discover_class_graph(net, x, 0)  # fc2: distracting [1], irrelevant [2]; fc1: distracting [4], irrelevant [3]
     masks = masking.repair_masks(g, 0.5)
-    assert [(m.layer, m.parents, m.targets) for m in masks] == [("fc2", [1], [0]), ("fc1", [4], [0, 3])]
+    assert [(m.layer, m.parents, m.targets) for m in masks] == [("fc2", [1], [0])]  # fc1's parents are inputs
     n = {lg.layer: lg.n_parents for lg in g.layers}
     logit = net(x)[:, 0]
     with masked(net, masks, n):
@@ -67,3 +67,17 @@ def test_unknown_rankings():
         masking.fidelity_masks(g, 0.1, "biggest")
     with pytest.raises(ValueError, match="unknown repair mask"):
         masking.repair_masks(g, 0.1, "smart")
+
+
+def test_correction_masks_remove_negative_paths():
+    net, x = hand_built()
+    x1 = x[:1]
+    masks = masking.correction_masks(net, x1, 0)
+    # fc2: hidden 1 (weight -1.5) lowers class 0 -> masked; hidden 0 and 3 raise it -> next targets
+    assert (masks[0].layer, masks[0].parents, masks[0].targets) == ("fc2", [1], [0])
+    assert (masks[1].layer, masks[1].parents, masks[1].targets) == ("fc1", [4], [0, 3])
+    n = {"fc1": 5, "fc2": 4}
+    before = torch.softmax(net(x1), 1)[0, 0]
+    with masked(net, masks, n):
+        after = torch.softmax(net(x1), 1)[0, 0]
+    assert after > before

@@ -84,12 +84,18 @@ def random_order(n_parents: int, seed: int) -> list[int]:
     return np.random.default_rng(seed).permutation(n_parents).tolist()
 
 
+def hidden_layers(graph: ClassGraph):
+    """The graph's layers whose parents are neurons: all but the first layer of the chain, whose parents
+    are the input image channels."""
+    return graph.layers[:-1]
+
+
 def fidelity_masks(graph: ClassGraph, share: float, how: str, model: nn.Module | None = None,
                    n_parents: dict | None = None, seed: int = 0) -> list[LayerMask]:
-    """Masks of the top `share` of every layer's parents (all outgoing weights), ranked by the graph's
+    """Masks of the top `share` of every layer's parent neurons (all outgoing weights), ranked by the graph's
     effects (`how="critical"`), at random (`"random"`) or by weight magnitude (`"magnitude"`)."""
     masks = []
-    for i, lg in enumerate(graph.layers):
+    for i, lg in enumerate(hidden_layers(graph)):
         if how == "critical":
             order = critical_order(graph, lg.layer)
         elif how == "random":
@@ -105,9 +111,9 @@ def fidelity_masks(graph: ClassGraph, share: float, how: str, model: nn.Module |
 def repair_masks(graph: ClassGraph, share: float, how: str = "graph", seed: int = 0) -> list[LayerMask]:
     """Masks of a `share` of every layer's distracting and irrelevant parents (edges to the layer's graph
     targets only), distracting ones first by decreasing effect (`how="graph"`); or the same number of
-    parents drawn at random among all parents (`how="random"`)."""
+    parents drawn at random among all parents (`how="random"`). Input channels are never masked."""
     masks = []
-    for i, lg in enumerate(graph.layers):
+    for i, lg in enumerate(hidden_layers(graph)):
         if not lg.targets:
             continue
         pool = sorted(lg.distracting, key=lambda j: -lg.mean_effect[j]) + \
@@ -132,3 +138,111 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     for i in range(0, len(x), batch_size):
         correct += (model(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum().item()
     return correct / len(x)
+
+
+@torch.no_grad()
+def correction_masks(model: nn.Module, x1: torch.Tensor, true_class: int, layers: list[str] | None = None,
+                     max_batch: int = 4096) -> list[LayerMask]:
+    """Per-example graph of the earlier version of the method, for correcting a wrong prediction.
+
+    Top-down from the true class's logit, on the single example `x1` (1, ...): every parent's edges to the
+    current targets are removed in turn. Parents whose removal *raises* the true-class logit (negative
+    contribution) are masked (edges to the targets); parents whose removal lowers it are kept and become the
+    targets of the next layer down. Only the positive-effect parameters remain on the path to the class.
+    """
+    from .discovery import layer_chain
+    from .interventions import Intervention, treatment_effects
+
+    chain = layer_chain(model, layers)
+    traced = TracedModel(model)
+    traced.cache(x1)
+    masks, targets = [], [true_class]
+    for name in reversed(chain):
+        if not targets:
+            break
+        te = treatment_effects(traced, name, true_class, targets, Intervention("hard"), max_batch=max_batch)[:, 0]
+        masks.append(LayerMask(name, torch.nonzero(te > 0).flatten().tolist(), list(targets)))
+        targets = torch.nonzero(te < 0).flatten().tolist()
+    return masks
+
+
+@dataclass
+class MaskingConfig:
+    """params.yaml sections `fidelity` and `repair`."""
+
+    models: list
+    classes: list | None = None          # null: every class with a graph
+    graph_test: str = "paired"           # which discovered graphs (reports/graphs/<model>/<test>)
+    shares: list = None                  # shares of each layer's parents (fidelity) / of D (repair) to mask
+    random_draws: int = 3
+    all_classes_examples: int | None = 1000   # repair: evaluation examples for the all-classes accuracy
+    correction_model: str = "train_lenet"
+    correction_true: int = 3
+    correction_predicted: int = 8
+    correction_fallback: bool = True     # no such error: use every misclassified example of the true class
+    seed: int = 0
+    threads: int | None = None
+
+    def validate(self, section: str) -> None:
+        if not self.models:
+            raise ValueError(f"{section}.models must name at least one training stage")
+        if not self.shares or any(not 0 <= s <= 1 for s in self.shares) or list(self.shares) != sorted(self.shares):
+            raise ValueError(f"{section}.shares must be increasing values in [0, 1], got {self.shares}")
+        if self.random_draws < 1:
+            raise ValueError(f"{section}.random_draws must be >= 1")
+
+
+@dataclass
+class Setup:
+    """A trained model, its class graphs and the evaluation half of the test set."""
+
+    model: nn.Module
+    classes: list
+    graphs: dict
+    x_test: torch.Tensor      # the whole official test set (model input)
+    y_test: torch.Tensor
+    eval_idx: torch.Tensor    # its evaluation half
+    n_parents: dict
+
+    @property
+    def x_eval(self):
+        return self.x_test[self.eval_idx]
+
+    @property
+    def y_eval(self):
+        return self.y_test[self.eval_idx]
+
+    def class_examples(self, c: int):
+        idx = self.eval_idx[self.y_test[self.eval_idx] == c]
+        return self.x_test[idx], self.y_test[idx]
+
+    def evaluation_subset(self, n: int | None, seed: int):
+        idx = self.eval_idx
+        if n is not None and n < len(idx):
+            idx = idx[torch.from_numpy(np.random.default_rng(seed).permutation(len(idx))[:n])]
+        return self.x_test[idx], self.y_test[idx]
+
+
+def load_setup(stage: str, models_dir, graphs_dir, classes, data_cfg) -> Setup:
+    """Model of training stage `stage`, its graphs under `graphs_dir` and the evaluation split; fails early on a
+    missing model or graph and on classes without a graph."""
+    from pathlib import Path
+
+    from . import data, models
+
+    path = Path(models_dir) / f"{stage}.pt"
+    info = models.model_info(path)
+    files = {int(p.stem[6:]): p for p in Path(graphs_dir).glob("class_*.json")}
+    if not files:
+        raise FileNotFoundError(f"no graphs under {graphs_dir}; run discover_graphs first")
+    wanted = sorted(files) if classes is None else list(classes)
+    missing = [c for c in wanted if c not in files]
+    if missing:
+        raise IndexError(f"no discovered graph for class {missing} of {stage} (have {sorted(files)})")
+    graphs = {c: ClassGraph.load(files[c]) for c in wanted}
+    model = models.load_model(path)
+    ds = data.load_dataset(info["dataset"], data_cfg.root, info["image_size"], train_subset=1)
+    _, eval_idx = data.split_test(len(ds.y_test), data_cfg.discovery_fraction, data_cfg.split_seed)
+    any_graph = next(iter(graphs.values()))
+    return Setup(model, ds.classes, graphs, ds.normalize(ds.x_test), ds.y_test, torch.from_numpy(eval_idx),
+                 {lg.layer: lg.n_parents for lg in any_graph.layers})
