@@ -54,9 +54,9 @@ def examples_of(stage, k, n, root):
     return model, x[discovery.class_examples(model, x, y, k, n)]
 
 
-def engine_graph(model, x, k):
+def engine_graph(model, x, k, test):
     t0 = time.perf_counter()
-    g = discovery.discover_class_graph(model, x, k)
+    g = discovery.discover_class_graph(model, x, k, test=test)
     seconds = time.perf_counter() - t0
     samples = sum(lg.n_parents * len(x) for lg in g.layers if lg.targets) + len(x)
     return g, seconds, samples
@@ -127,6 +127,7 @@ def main(argv=None):
     p.add_argument("--examples", type=int, default=100)
     p.add_argument("--class-index", type=int, default=3)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--test", default="paired", help="significance test of the graphs (the pipeline's default: paired)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads or torch.get_num_threads())
     out = Path(args.out)
@@ -134,11 +135,11 @@ def main(argv=None):
     k, n = args.class_index, args.examples
     res = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
                        "torch": torch.__version__, "threads": torch.get_num_threads()},
-           "class_index": k, "examples": n}
+           "class_index": k, "examples": n, "test": args.test}
 
     # 1. LeNet: engine vs naive, full graph
     lenet, xl = examples_of("train_lenet", k, n, args.root)
-    g, t_engine, s_engine = engine_graph(lenet, xl, k)
+    g, t_engine, s_engine = engine_graph(lenet, xl, k, args.test)
     t_naive, calls_naive, diff = naive_graph(lenet, xl, k, g)
     res["lenet_graph"] = {"engine_seconds": t_engine, "engine_samples_evaluated": s_engine,
                           "naive_seconds": t_naive, "naive_forward_calls": calls_naive,
@@ -148,11 +149,12 @@ def main(argv=None):
 
     # 2. ResNet18: engine full graph, naive extrapolated from 2 parents per layer
     resnet, xr = examples_of("finetune_cifar10", k, n, args.root)
-    g, t_engine, s_engine = engine_graph(resnet, xr, k)
+    g, t_engine, s_engine = engine_graph(resnet, xr, k, args.test)
     t_naive, calls_naive, diff = naive_graph(resnet, xr, k, g, parents_per_layer=2)
     res["resnet18_graph"] = {"engine_seconds": t_engine, "engine_samples_evaluated": s_engine,
                              "naive_seconds_extrapolated": t_naive, "naive_forward_calls_extrapolated": calls_naive,
                              "speedup_vs_extrapolated_naive": t_naive / t_engine, "max_abs_difference_on_timed_parents": diff,
+                             "necessary_per_layer": {lg.layer: len(lg.necessary) for lg in g.layers},
                              "per_layer": [{"layer": lg.layer, "parents": lg.n_parents, "targets": len(lg.targets),
                                             "seconds": lg.seconds} for lg in g.layers],
                              "under_10_minutes": t_engine < 600}
@@ -176,7 +178,7 @@ def main(argv=None):
     res["scaling_examples"] = []
     for m in (25, 50, 100, 200):
         _, xm = examples_of("train_lenet", k, m, args.root)
-        _, t_l, _ = engine_graph(lenet, xm, k)
+        _, t_l, _ = engine_graph(lenet, xm, k, args.test)
         _, xr_m = examples_of("finetune_cifar10", k, m, args.root)
         t_r, _ = engine_ablation(resnet, xr_m, k, "layer3.1.conv1")
         res["scaling_examples"].append({"examples": len(xm), "lenet_graph_seconds": t_l,
