@@ -579,12 +579,18 @@ for m in setups:
     best_share = float(d.loc["graph"].class_accuracy.idxmax())
     metrics["models"][m] = {"mean": {f"{how}_{col}": {str(s): float(v) for s, v in d.loc[how][col].items()}
                                      for how in d.index.levels[0] for col in ("class_accuracy", "all_accuracy")}}
-    improves = gmax.class_accuracy > g0.class_accuracy + 0.005
+    gr = d.loc["graph"]
+    class_up = bool((gr.class_accuracy > g0.class_accuracy + 0.005).any())
+    repaired = gr[(gr.class_accuracy > g0.class_accuracy + 0.005) & (gr.all_accuracy >= g0.all_accuracy - 0.005)]
+    metrics["models"][m].update({"class_accuracy_improves": class_up, "repair_without_harm_shares": [float(x) for x in repaired.index]})
     lines.append(f"* **{m}**: unmasked class accuracy {g0.class_accuracy:.4f} (all classes {g0.all_accuracy:.4f}). The best share "
-                 f"({best_share:.0%}) gives {gmax.class_accuracy:.4f}, and masking everything distracting/irrelevant gives "
-                 f"{d.loc['graph'].class_accuracy.iloc[-1]:.4f} (all classes {d.loc['graph'].all_accuracy.iloc[-1]:.4f}); "
-                 f"random masks give {d.loc['random'].class_accuracy.iloc[-1]:.4f}. Paper's repair claim: "
-                 f"{'holds' if improves else 'does NOT hold'} here (criterion: class accuracy up by > 0.5 points at some share).")
+                 f"({best_share:.0%}) gives {gmax.class_accuracy:.4f}; masking everything distracting/irrelevant gives "
+                 f"{gr.class_accuracy.iloc[-1]:.4f} on the class but **{gr.all_accuracy.iloc[-1]:.4f} on all classes**; "
+                 f"random masks give {d.loc['random'].class_accuracy.iloc[-1]:.4f} / {d.loc['random'].all_accuracy.iloc[-1]:.4f}. "
+                 f"Class accuracy {'rises' if class_up else 'does not rise'}; a repair that keeps all-class accuracy within 0.5 points "
+                 f"{'exists at shares ' + str([f'{x:.0%}' for x in repaired.index]) if len(repaired) else 'exists at NO share'}. "
+                 f"Paper's repair claim: {'holds' if len(repaired) else 'does NOT hold'} here as a repair "
+                 f"(a rise of class accuracy alone can be a bias towards the class).")
 if len(corr):
     metrics["correction"] = {"model": cfg.correction_model, "examples_selected": pair,
                              "examples": len(corr), "corrected": int(corr.corrected.sum()),
