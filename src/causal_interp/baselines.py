@@ -1,0 +1,129 @@
+"""The paper's eight baseline attribution methods (figure 8), taken from captum and torchray.
+
+Every method is a Quantus-style explanation function `fn(model, inputs, targets, **kwargs) -> np.ndarray`
+of shape (N, 1, H, W) (channels summed where a method attributes per input channel), float32, the raw
+attribution with no normalisation (normalising is the evaluation's job, see `evaluation.py`).
+
+| name | library | settings |
+|---|---|---|
+| RISE | torchray `rise` | `rise_masks` random masks, 7x7 cells, fixed seed |
+| Occlusion | captum `Occlusion` | square window of `occlusion_window` x image side, stride half of it, zero baseline |
+| IntegratedGradients | captum | zero baseline, `ig_steps` steps |
+| Saliency | captum | absolute gradient (captum default) |
+| GradientShap | captum | zero baseline, `shap_samples` samples, fixed seed |
+| InputXGradient | captum | gradient x input |
+| Deconvolution | captum | DeconvNet rule on ReLUs |
+| ExcitationBackprop | torchray `excitation_backprop` | MWP (Zhang et al.); max |.| over channels at the input |
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+METHODS = ("RISE", "Occlusion", "IntegratedGradients", "Saliency", "GradientShap", "InputXGradient",
+           "Deconvolution", "ExcitationBackprop")
+
+
+@dataclass
+class BaselineConfig:
+    """Settings of the baselines (params.yaml `evaluate_explanations.baselines`)."""
+
+    rise_masks: int = 500
+    occlusion_window: float = 0.25    # share of the image side
+    ig_steps: int = 32
+    shap_samples: int = 16
+    batch_size: int = 64              # inputs per call inside a method (memory knob)
+    seed: int = 0
+
+    def validate(self, section: str) -> None:
+        from .config import ConfigError
+
+        if self.rise_masks < 1 or self.ig_steps < 1 or self.shap_samples < 1 or self.batch_size < 1:
+            raise ConfigError(f"{section}: rise_masks, ig_steps, shap_samples and batch_size must be >= 1")
+        if not 0 < self.occlusion_window <= 1:
+            raise ConfigError(f"{section}.occlusion_window must be in (0, 1], got {self.occlusion_window}")
+
+
+def check_methods(names) -> list[str]:
+    unknown = [n for n in names if n not in METHODS and n != "Causal"]
+    if unknown:
+        raise ValueError(f"unknown explanation method(s) {unknown}; choose from {['Causal', *METHODS]}")
+    return list(names)
+
+
+def _no_inplace_relu(model: nn.Module) -> nn.Module:
+    """A copy whose ReLUs are not in-place (captum's module hooks and torchray's patches need that)."""
+    model = copy.deepcopy(model).eval()
+    for m in model.modules():
+        if isinstance(getattr(m, "inplace", None), bool):
+            m.inplace = False
+    return model
+
+
+def _attribute(method: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: BaselineConfig) -> torch.Tensor:
+    import captum.attr as ca
+
+    if method == "RISE":
+        from torchray.attribution.rise import rise
+
+        sal = rise(model, x, seed=cfg.seed, num_masks=cfg.rise_masks, batch_size=cfg.batch_size)   # (N, K, H, W)
+        return sal[torch.arange(len(y)), y][:, None]
+    if method == "ExcitationBackprop":
+        from torchray.attribution.excitation_backprop import excitation_backprop
+
+        return excitation_backprop(model, x, y.tolist(), resize=tuple(x.shape[-2:]))
+    if method == "Occlusion":
+        c, h, w = x.shape[1:]
+        win = max(1, int(round(cfg.occlusion_window * h))), max(1, int(round(cfg.occlusion_window * w)))
+        stride = (c, max(1, win[0] // 2), max(1, win[1] // 2))
+        return ca.Occlusion(model).attribute(x, target=y, sliding_window_shapes=(c, *win), strides=stride,
+                                             baselines=0.0, perturbations_per_eval=cfg.batch_size)
+    if method == "IntegratedGradients":
+        return ca.IntegratedGradients(model).attribute(x, target=y, baselines=torch.zeros_like(x), n_steps=cfg.ig_steps,
+                                                       internal_batch_size=cfg.batch_size)
+    if method == "Saliency":
+        return ca.Saliency(model).attribute(x, target=y)
+    if method == "GradientShap":   # draws with numpy and torch: seeded, and the callers' RNG states restored
+        state = np.random.get_state()
+        np.random.seed(cfg.seed)
+        try:
+            with torch.random.fork_rng():
+                torch.manual_seed(cfg.seed)
+                return ca.GradientShap(model).attribute(x, baselines=torch.zeros_like(x), target=y,
+                                                        n_samples=cfg.shap_samples)
+        finally:
+            np.random.set_state(state)
+    if method == "InputXGradient":
+        return ca.InputXGradient(model).attribute(x, target=y)
+    if method == "Deconvolution":
+        return ca.Deconvolution(model).attribute(x, target=y)
+    raise ValueError(f"unknown baseline {method!r}; choose from {list(METHODS)}")
+
+
+def explainer(method: str, model: nn.Module, cfg: BaselineConfig | None = None):
+    """A Quantus explanation function for `method` on `model`: (model, inputs, targets) -> (N, 1, H, W) float32.
+
+    The `model` argument Quantus passes is ignored in favour of a private copy without in-place ReLUs.
+    """
+    check_methods([method])
+    cfg = cfg or BaselineConfig()
+    net = _no_inplace_relu(model)
+    for p in net.parameters():
+        p.requires_grad_(False)
+
+    def explain(model=None, inputs=None, targets=None, **kwargs) -> np.ndarray:
+        x = torch.as_tensor(np.asarray(inputs), dtype=torch.float32)
+        y = torch.as_tensor(np.asarray(targets), dtype=torch.long).reshape(-1)
+        outs = []
+        for i in range(0, len(x), cfg.batch_size):
+            xb = x[i:i + cfg.batch_size].clone().requires_grad_(method not in ("RISE", "Occlusion"))
+            a = _attribute(method, net, xb, y[i:i + cfg.batch_size], cfg).detach()
+            outs.append(a.sum(1, keepdim=True) if a.shape[1] != 1 else a)
+        return torch.cat(outs).float().numpy()
+
+    explain.__name__ = method
+    return explain

@@ -1,0 +1,244 @@
+"""Explanation quality (figure 8): Quantus' Local Lipschitz Estimate and IROF for the causal maps and the baselines.
+
+The causal method is a Quantus explanation function (`CausalExplainer`): for an input of class k it takes the
+class-k graph, computes the causal responses (eq. 3) of the graph's nodes at one layer and aggregates them into
+a map at the input size. The same Quantus metric object then scores it and every baseline.
+
+Two normalisation settings are reported:
+- `uniform`: every method's map goes through the same per-example |a| / max|a| (Quantus `normalise` + `abs`);
+- `paper`: as in the authors' code, only the causal maps are abs-normalised, the baselines are scored raw.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from .baselines import BaselineConfig, check_methods
+from .discovery import ClassGraph
+from .explanations import causal_responses, saliency_map
+from .interventions import TracedModel
+
+SETTINGS = ("uniform", "paper")
+METRICS = ("LE", "IROF")
+# The authors' published LeNet/MNIST medians (../shared/METHOD.md); IROF causal is read off their figure.
+PUBLISHED_LENET = {"LE": {"Causal": 0.26, "IntegratedGradients": 1.62, "GradientShap": 1.93, "InputXGradient": 1.95,
+                          "Saliency": 3.28},
+                   "IROF": {"Causal": 38.0}}
+
+
+@dataclass
+class EvaluationConfig:
+    """params.yaml section `evaluate_explanations`."""
+
+    models: list
+    layers: dict = field(default_factory=dict)          # {model stage: layer whose graph nodes make the causal map}
+    examples_per_class: dict | int = 10                 # int, or {model stage: int}
+    classes: list | None = None                         # null: every class with a graph
+    correct_only: bool = True                           # explain only correctly classified evaluation examples
+    graph_test: str = "paired"
+    methods: list = field(default_factory=lambda: ["Causal", "RISE", "Occlusion", "IntegratedGradients", "Saliency",
+                                                   "GradientShap", "InputXGradient", "Deconvolution",
+                                                   "ExcitationBackprop"])
+    le_samples: int = 10                                # LE: perturbations per input (METHOD.md)
+    le_mean: float = 0.1                                # LE: Gaussian noise mean and std (METHOD.md)
+    le_std: float = 0.1
+    irof_segmentation: str = "slic"
+    irof_baseline: str = "mean"
+    baselines: dict = field(default_factory=dict)       # BaselineConfig fields
+    bootstrap: int = 2000                               # resamples for the 95% intervals of the medians
+    batch_size: int = 64
+    seed: int = 0
+    threads: int | None = None
+
+    def validate(self, section: str) -> None:
+        from .config import ConfigError, from_dict
+
+        def fail(msg):
+            raise ConfigError(f"{section}.{msg}")
+
+        if not self.models:
+            fail("models must name at least one training stage")
+        try:
+            check_methods(self.methods)
+        except ValueError as e:
+            fail(f"methods: {e}")
+        if "Causal" not in self.methods:
+            fail("methods must include 'Causal' (the method under study)")
+        for m in self.models:
+            if isinstance(self.examples_per_class, dict) and m not in self.examples_per_class:
+                fail(f"examples_per_class has no entry for {m}")
+            if self.per_class(m) < 1:
+                fail(f"examples_per_class must be >= 1 for {m}")
+        if self.le_samples < 1 or self.bootstrap < 1 or self.batch_size < 1:
+            fail("le_samples, bootstrap and batch_size must be >= 1")
+        if self.irof_segmentation not in ("slic", "felzenszwalb"):
+            fail("irof_segmentation must be slic or felzenszwalb")
+        self.baseline_config = from_dict(BaselineConfig, dict(self.baselines, seed=self.seed), f"{section}.baselines")
+
+    def per_class(self, model: str) -> int:
+        if isinstance(self.examples_per_class, dict):
+            return int(self.examples_per_class[model])
+        return int(self.examples_per_class)
+
+
+class CausalExplainer:
+    """Quantus explanation function of the causal method: (model, inputs, targets) -> (N, 1, H, W) float32.
+
+    For each input of class k: the responses s_i (eq. 3) of the class-k graph's nodes at `layer`, averaged over
+    the nodes and resized to the input (`explanations.saliency_map`). Raw (signed) values; `normalised` gives the
+    authors' |map| / max|map|.
+    """
+
+    def __init__(self, model: nn.Module, graphs: dict[int, ClassGraph], layer: str):
+        self.traced = TracedModel(model)
+        self.graphs, self.layer = graphs, layer
+        self.traced.node(layer)                      # unknown layer stops here
+        for k, g in graphs.items():
+            if layer not in [lg.layer for lg in g.layers]:
+                raise KeyError(f"layer {layer!r} is not in the layer chain of the class-{k} graph "
+                               f"({[lg.layer for lg in g.layers]})")
+            if not isinstance(self.traced.modules[layer], nn.Conv2d):
+                raise ValueError(f"causal maps need a conv layer; {layer!r} is {type(self.traced.modules[layer]).__name__}")
+        self.__name__ = "Causal"
+
+    def __call__(self, model=None, inputs=None, targets=None, **kwargs) -> np.ndarray:
+        x = torch.as_tensor(np.asarray(inputs), dtype=torch.float32)
+        y = np.asarray(targets).reshape(-1).astype(int)
+        missing = sorted(set(y.tolist()) - set(self.graphs))
+        if missing:
+            raise KeyError(f"no causal graph for class(es) {missing} (have {sorted(self.graphs)})")
+        out = torch.zeros(len(x), 1, *x.shape[-2:])
+        for k in np.unique(y):
+            idx = torch.from_numpy(np.flatnonzero(y == k))
+            self.traced.cache(x[idx])
+            s = causal_responses(self.traced, self.graphs[int(k)], self.layer)
+            out[idx, 0] = saliency_map(s, tuple(x.shape[-2:]))
+        return out.numpy()
+
+
+def normalised(fn):
+    """`fn` with its maps turned into |a| / max|a| per example (how the authors normalised their causal maps)."""
+    def explain(model=None, inputs=None, targets=None, **kwargs) -> np.ndarray:
+        return abs_max(fn(model=model, inputs=inputs, targets=targets, **kwargs))
+
+    explain.__name__ = getattr(fn, "__name__", "explain")
+    return explain
+
+
+def abs_max(a: np.ndarray) -> np.ndarray:
+    """|a| / max|a| per example (all-zero maps stay zero). Quantus' default normalises over the whole batch."""
+    a = np.abs(np.asarray(a, dtype=np.float32))
+    m = a.reshape(len(a), -1).max(1).reshape(-1, *([1] * (a.ndim - 1)))
+    return np.divide(a, m, out=np.zeros_like(a), where=m > 0)
+
+
+def _signed_abs_max(a: np.ndarray) -> np.ndarray:
+    """Quantus' normalise step (applied before its `abs`): a / max|a| per example."""
+    a = np.asarray(a, dtype=np.float32)
+    m = np.abs(a).reshape(len(a), -1).max(1).reshape(-1, *([1] * (a.ndim - 1)))
+    return np.divide(a, m, out=np.zeros_like(a), where=m > 0)
+
+
+class Cached:
+    """Memoises an explanation function by (inputs, targets) bytes, so the two normalisation settings and both
+    metrics reuse one computation of each explanation (Quantus' perturbations are reproduced by seeding)."""
+
+    def __init__(self, fn):
+        self.fn, self.store, self.calls = fn, {}, 0
+        self.__name__ = getattr(fn, "__name__", "explain")
+
+    def __call__(self, model=None, inputs=None, targets=None, **kwargs) -> np.ndarray:
+        x, y = np.ascontiguousarray(inputs, dtype=np.float32), np.ascontiguousarray(targets)
+        key = hashlib.sha1(x.tobytes() + y.tobytes() + str(x.shape).encode()).hexdigest()
+        if key not in self.store:
+            self.calls += 1
+            self.store[key] = self.fn(model=model, inputs=x, targets=y, **kwargs)
+        return self.store[key].copy()
+
+
+def metric(name: str, setting: str, cfg: EvaluationConfig):
+    """The Quantus metric object for `name` (LE | IROF) under normalisation `setting` (uniform | paper)."""
+    import quantus
+
+    if setting not in SETTINGS:
+        raise ValueError(f"unknown normalisation setting {setting!r}; choose from {SETTINGS}")
+    norm = dict(normalise=True, abs=True, normalise_func=_signed_abs_max) if setting == "uniform" else \
+        dict(normalise=False, abs=False)
+    common = dict(return_aggregate=False, disable_warnings=True, display_progressbar=False, **norm)
+    if name == "LE":
+        return quantus.LocalLipschitzEstimate(nr_samples=cfg.le_samples, perturb_mean=cfg.le_mean,
+                                              perturb_std=cfg.le_std, **common)
+    if name == "IROF":
+        return quantus.IROF(segmentation_method=cfg.irof_segmentation, perturb_baseline=cfg.irof_baseline,
+                            perturb_func=replace_segment, **common)
+    raise ValueError(f"unknown metric {name!r}; choose from {METRICS}")
+
+
+def replace_segment(arr: np.ndarray, mask: np.ndarray, **kwargs) -> np.ndarray:
+    """IROF's perturbation, Quantus' `baseline_replacement_by_mask` with the (N, 1, H, W) superpixel mask broadcast
+    over the channels: Quantus 0.6.0 IROF asserts equal shapes and so fails on every RGB image."""
+    from quantus.functions.perturb_func import baseline_replacement_by_mask
+
+    return baseline_replacement_by_mask(arr=arr, mask=np.broadcast_to(mask, arr.shape), **kwargs)
+
+
+def score(name: str, setting: str, cfg: EvaluationConfig, model: nn.Module, x: np.ndarray, y: np.ndarray,
+          explain) -> np.ndarray:
+    """Per-example scores of one method: one Quantus metric call, with numpy's global RNG (Quantus' noise)
+    seeded from `cfg.seed` so that every method sees the same perturbations."""
+    state = np.random.get_state()
+    np.random.seed(cfg.seed)
+    try:
+        out = metric(name, setting, cfg)(model=model, x_batch=x, y_batch=y, a_batch=None, explain_func=explain,
+                                         explain_func_kwargs={}, device="cpu", batch_size=cfg.batch_size)
+    finally:
+        np.random.set_state(state)
+    return np.asarray(out, dtype=float)
+
+
+def median_ci(values, n_resamples: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
+    """(median, low, high): percentile-bootstrap interval of the median (scipy.stats.bootstrap); NaNs dropped."""
+    from scipy.stats import bootstrap
+
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return (float("nan"),) * 3
+    if len(v) == 1 or np.all(v == v[0]):
+        return (float(v[0]),) * 3
+    r = bootstrap((v,), np.median, n_resamples=n_resamples, confidence_level=level, method="percentile",
+                  random_state=np.random.default_rng(seed))
+    return float(np.median(v)), float(r.confidence_interval.low), float(r.confidence_interval.high)
+
+
+def le_claim(summary: dict[str, tuple]) -> dict:
+    """Paper: the causal maps have the lowest LE by a wide margin. `summary`: {method: (median, low, high)}.
+    Holds when the causal median is the lowest and its interval lies entirely below every other method's."""
+    causal = summary["Causal"]
+    others = {m: s for m, s in summary.items() if m != "Causal"}
+    best_other = min(others, key=lambda m: others[m][0])
+    lowest = causal[0] < others[best_other][0]
+    separated = all(causal[2] < s[1] for s in others.values())
+    return {"holds": bool(lowest and separated), "lowest": bool(lowest), "separated": bool(separated),
+            "best_other": best_other, "ratio_best_other_to_causal": others[best_other][0] / causal[0]
+            if causal[0] > 0 else float("inf")}
+
+
+def irof_claim(summary: dict[str, tuple], mwp: str = "ExcitationBackprop") -> dict:
+    """Paper: IROF of the causal maps is the best or on par with MWP (higher is better).
+    Best: highest median. On par: the causal interval overlaps the interval of the best other method."""
+    causal = summary["Causal"]
+    others = {m: s for m, s in summary.items() if m != "Causal"}
+    best_other = max(others, key=lambda m: others[m][0])
+    best = causal[0] >= others[best_other][0]
+    on_par = causal[2] >= others[best_other][1] and causal[1] <= others[best_other][2]
+    out = {"holds": bool(best or on_par), "best": bool(best), "on_par_with_best": bool(on_par), "best_other": best_other,
+           "rank": 1 + sum(s[0] > causal[0] for s in others.values())}
+    if mwp in others:
+        out["on_par_with_mwp"] = bool(causal[2] >= others[mwp][1] and causal[1] <= others[mwp][2])
+        out["above_mwp"] = bool(causal[0] >= others[mwp][0])
+    return out

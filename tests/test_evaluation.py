@@ -1,0 +1,157 @@
+"""Explanation quality (issue 5): the causal explanation function, the eight baselines, Quantus LE and IROF."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from causal_interp import baselines, evaluation
+from causal_interp.config import ConfigError, from_dict
+from causal_interp.discovery import discover_class_graph
+from causal_interp.models import LeNet
+
+from .test_discovery import conv_net_with_known_graph
+
+
+def box(x):
+    return F.conv2d(x, torch.ones(1, 1, 3, 3))
+
+
+@pytest.fixture(scope="module")
+def known():
+    net, x = conv_net_with_known_graph()
+    graphs = {k: discover_class_graph(net, x, k, test="paired") for k in (0, 1)}
+    return net, x, graphs
+
+
+def test_causal_map_by_hand(known):
+    """Class 0 at conv2: targets {0, 1} each read conv1 channels 0 (w = 2) and 2 (w = 1) through all-ones 3x3 filters,
+    and every conv1 channel is box(x) (x > 0): the map is the mean of (2 + 1) / 2 * box(box(x)), resized.
+    Class 1: target 2 reads channel 1 (w = 1): box(box(x))."""
+    net, x, graphs = known
+    assert graphs[0].layer("conv2").necessary == [0, 2] and graphs[1].layer("conv2").necessary == [1]
+    explain = evaluation.CausalExplainer(net, graphs, "conv2")
+    y = np.array([0, 1] * 5)
+    a = explain(net, x[:10].numpy(), y)
+    assert a.shape == (10, 1, 10, 10) and a.dtype == np.float32
+    bb = box(box(x[:10]))
+    expected = torch.where(torch.as_tensor(y == 0)[:, None, None, None], 1.5 * bb, bb)
+    expected = F.interpolate(expected, size=(10, 10), mode="bilinear", align_corners=False)
+    assert np.allclose(a, expected.numpy(), atol=1e-4)
+    assert np.array_equal(a, explain(net, x[:10].numpy(), y))          # deterministic
+    single = np.concatenate([explain(net, x[i:i + 1].numpy(), y[i:i + 1]) for i in range(10)])
+    assert np.allclose(a, single, atol=1e-5)                            # grouping by class changes nothing
+
+
+def test_causal_explainer_rejects_bad_input(known):
+    net, x, graphs = known
+    with pytest.raises(KeyError, match="not called"):
+        evaluation.CausalExplainer(net, graphs, "conv9")
+    with pytest.raises(ValueError, match="conv layer"):
+        evaluation.CausalExplainer(net, graphs, "fc")
+    explain = evaluation.CausalExplainer(net, {0: graphs[0]}, "conv2")
+    with pytest.raises(KeyError, match="no causal graph for class"):
+        explain(net, x[:2].numpy(), np.array([0, 1]))
+
+
+def test_abs_max_is_per_example_and_zero_safe():
+    a = np.stack([np.full((1, 2, 2), -4.0), np.zeros((1, 2, 2)), np.array([[[1.0, -2.0], [0.5, 0.0]]])])
+    n = evaluation.abs_max(a)
+    assert np.allclose(n[0], 1) and np.all(n[1] == 0) and np.allclose(n[2], [[[0.5, 1.0], [0.25, 0.0]]])
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    net = LeNet(1, 10).eval()
+    x = torch.randn(4, 1, 32, 32).numpy()
+    return net, x, np.array([0, 1, 2, 3])
+
+
+@pytest.mark.parametrize("method", baselines.METHODS)
+def test_every_baseline_runs_on_a_tiny_model(tiny, method):
+    net, x, y = tiny
+    cfg = baselines.BaselineConfig(rise_masks=40, ig_steps=4, shap_samples=3, batch_size=3)
+    explain = baselines.explainer(method, net, cfg)
+    np.random.seed(123)
+    state = np.random.get_state()[1].copy()
+    a = explain(net, x, y)
+    assert np.array_equal(state, np.random.get_state()[1])   # Quantus' noise stream is left alone
+    assert a.shape == (4, 1, 32, 32) and a.dtype == np.float32 and np.isfinite(a).all()
+    assert np.abs(a).max() > 0
+    assert np.array_equal(a, explain(net, x, y))               # deterministic
+    other = explain(net, x, np.array([5, 6, 7, 8]))
+    assert not np.array_equal(a, other)                        # the target matters
+
+
+def test_baseline_names_are_checked():
+    with pytest.raises(ValueError, match="unknown explanation method"):
+        baselines.explainer("GradCam++", LeNet())
+
+
+def cfg(**kw):
+    return from_dict(evaluation.EvaluationConfig, {"models": ["m"], **kw}, "evaluate_explanations")
+
+
+def test_lipschitz_estimate_by_hand(tiny):
+    """Explaining x by x itself: LE = max ||a - a'|| / ||x - x'|| = 1 exactly without normalisation; a constant
+    explanation (a fixed pattern, whatever the input) has LE 0."""
+    net, x, y = tiny
+    c = cfg(le_samples=3)
+    identity = lambda model=None, inputs=None, targets=None, **kw: np.asarray(inputs, dtype=np.float32)
+    pattern = np.random.default_rng(0).random((1, 1, 32, 32)).astype(np.float32)
+    constant = lambda model=None, inputs=None, targets=None, **kw: np.repeat(pattern, len(inputs), 0)
+    assert np.allclose(evaluation.score("LE", "paper", c, net, x, y, identity), 1.0, atol=1e-5)
+    assert np.allclose(evaluation.score("LE", "uniform", c, net, x, y, constant), 0.0)
+
+
+def test_scores_are_seeded_and_cached(tiny):
+    net, x, y = tiny
+    c = cfg(le_samples=3)
+    explain = evaluation.Cached(baselines.explainer("Saliency", net))
+    le1 = evaluation.score("LE", "uniform", c, net, x, y, explain)
+    calls = explain.calls
+    assert calls == 4                                          # x, then 3 perturbations
+    le2 = evaluation.score("LE", "paper", c, net, x, y, explain)
+    assert explain.calls == calls                              # same perturbations: nothing recomputed
+    assert np.array_equal(le1, evaluation.score("LE", "uniform", c, net, x, y, explain))
+    assert le1.shape == (4,) and np.isfinite(le1).all() and np.isfinite(le2).all()
+
+
+@pytest.mark.parametrize("chans", [1, 3])
+def test_irof_runs_with_the_pinned_numpy(chans):
+    """Quantus 0.6.0's IROF calls np.trapz (gone in numpy 2.4) and, unpatched, fails on RGB inputs."""
+    torch.manual_seed(0)
+    net = LeNet(chans, 10).eval()
+    x = torch.rand(3, chans, 32, 32).numpy()
+    y = net(torch.from_numpy(x)).argmax(1).numpy()
+    good = evaluation.score("IROF", "uniform", cfg(), net, x, y, baselines.explainer("Saliency", net))
+    assert good.shape == (3,) and np.isfinite(good).all()
+
+
+def test_median_ci_and_claims():
+    rng = np.random.default_rng(0)
+    v = rng.normal(5, 1, 200)
+    med, lo, hi = evaluation.median_ci(v, 500, seed=1)
+    assert lo < med < hi and abs(med - np.median(v)) < 1e-12
+    assert evaluation.median_ci(v, 500, seed=1) == (med, lo, hi)
+    assert evaluation.median_ci([np.nan, 2.0]) == (2.0, 2.0, 2.0)
+    le = {"Causal": (0.2, 0.1, 0.3), "Saliency": (1.0, 0.8, 1.2), "RISE": (0.5, 0.4, 0.6)}
+    r = evaluation.le_claim(le)
+    assert r["holds"] and r["best_other"] == "RISE" and r["ratio_best_other_to_causal"] == pytest.approx(2.5)
+    assert not evaluation.le_claim({**le, "RISE": (0.25, 0.15, 0.35)})["holds"]          # lowest, not separated
+    irof = {"Causal": (40, 35, 45), "ExcitationBackprop": (43, 39, 47), "Saliency": (20, 18, 22)}
+    r = evaluation.irof_claim(irof)
+    assert r["holds"] and not r["best"] and r["on_par_with_mwp"] and r["rank"] == 2
+    assert not evaluation.irof_claim({**irof, "ExcitationBackprop": (60, 55, 65)})["holds"]
+
+
+def test_config_is_checked():
+    with pytest.raises(ConfigError):
+        cfg(methods=["Causal", "LRP-Magic"])
+    with pytest.raises(ConfigError, match="Causal"):
+        cfg(methods=["Saliency"])
+    with pytest.raises(ConfigError):
+        cfg(examples_per_class={"other": 3})
+    with pytest.raises(ConfigError):
+        cfg(baselines={"rise_mask": 10})                       # typo in a baseline setting
+    assert cfg(examples_per_class={"m": 7}).per_class("m") == 7
