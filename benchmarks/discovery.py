@@ -28,7 +28,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from causal_interp import data, discovery, models, plotting  # noqa: E402
+from causal_interp import config, data, discovery, models, plotting  # noqa: E402
 from causal_interp.interventions import Intervention, TracedModel, naive_effects, treatment_effects  # noqa: E402
 
 
@@ -48,9 +48,8 @@ class Counting(torch.nn.Module):
 def examples_of(stage, k, n, root):
     info = models.model_info(REPO / "models" / f"{stage}.pt")
     model = models.load_model(REPO / "models" / f"{stage}.pt")
-    ds = data.load_dataset(info["dataset"], root, info["image_size"], train_subset=1)
-    disc, _ = data.split_test(len(ds.y_test), 0.5, 0)
-    x, y = ds.normalize(ds.x_test[disc]), ds.y_test[disc]
+    h = data.load_halves(info, config.DataConfig(root=root))     # the pipeline's default split
+    x, y = h.x[h.discovery], h.y[h.discovery]
     return model, x[discovery.class_examples(model, x, y, k, n)]
 
 

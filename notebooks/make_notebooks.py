@@ -137,12 +137,11 @@ import torch
 from IPython.display import Markdown, display
 from skimage.feature import peak_local_max
 
-from causal_interp import config, data, discovery, explanations, interventions, models, plotting, training
+from causal_interp import config, data, discovery, explanations, interventions, models, pipeline, plotting, training
 
 cfg = config.from_dict(discovery.DiscoveryConfig, params[stage], stage)
 data_cfg = config.data_config(params)
-out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
-figs = out / "figures"; figs.mkdir(exist_ok=True)
+out, figs = pipeline.output_dirs(out_dir)
 graphs_dir = out.parent / "graphs"
 training.set_threads(cfg.threads)
 model_paths = {m: Path(models_dir) / f"{m}.pt" for m in cfg.models}
@@ -160,9 +159,8 @@ results, examples, timing = {}, {}, {}
 for m in cfg.models:
     info = infos[m]
     model = models.load_model(model_paths[m])
-    ds = data.load_dataset(info["dataset"], data_cfg.root, info["image_size"], train_subset=1)  # test set only
-    disc_idx, _ = data.split_test(len(ds.y_test), data_cfg.discovery_fraction, data_cfg.split_seed)
-    x = ds.normalize(ds.x_test[disc_idx]); y = ds.y_test[disc_idx]
+    halves = data.load_halves(info, data_cfg)
+    ds, x, y = halves.data, halves.x[halves.discovery], halves.y[halves.discovery]
     classes = discovery.check_classes(cfg.classes, info["num_classes"])
     results[m] = {}
     for test in [cfg.test] + ([cfg.compare_test] if cfg.compare_test and cfg.compare_test != cfg.test else []):
@@ -308,28 +306,19 @@ import seaborn as sns
 import torch
 from IPython.display import Markdown, display
 
-from causal_interp import config, data, discovery, models, plotting, reliability, training
+from causal_interp import config, data, discovery, models, pipeline, plotting, reliability, training
 from causal_interp.discovery import ClassGraph
 
 cfg = config.from_dict(reliability.ReliabilityConfig, params[stage], stage)
 data_cfg = config.data_config(params)
-out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
-figs = out / "figures"; figs.mkdir(exist_ok=True)
+out, figs = pipeline.output_dirs(out_dir)
 graphs_dir = out.parent / "graphs"
 training.set_threads(cfg.threads)
 sweeps, graph_files = {}, {}
 for m, values in cfg.models.items():
     sweeps[m] = reliability.sweep_config(values, f"{stage}.models.{m}")
     model = models.load_model(Path(models_dir) / f"{m}.pt")                   # missing model stops here
-    files = sorted((graphs_dir / m / cfg.graph_test).glob("class_*.json"), key=lambda p: int(p.stem[6:]))
-    if not files:
-        raise FileNotFoundError(f"no graphs under {graphs_dir / m / cfg.graph_test}; run discover_graphs first")
-    available = {int(p.stem[6:]): p for p in files}
-    classes = sorted(available) if sweeps[m].classes is None else sweeps[m].classes
-    missing = [c for c in classes if c not in available]
-    if missing:
-        raise IndexError(f"{stage}.models.{m}.classes: no discovered graph for class {missing} (have {sorted(available)})")
-    graph_files[m] = {c: available[c] for c in classes}
+    graph_files[m] = discovery.graph_files(graphs_dir / m / cfg.graph_test, sweeps[m].classes)  # missing graphs stop here
     chain = discovery.layer_chain(model)
     if sweeps[m].layers is not None:
         discovery.layer_chain(model, sweeps[m].layers)                       # unknown layer names stop here
@@ -343,9 +332,8 @@ results, timing = {}, {}
 for m, sweep in sweeps.items():
     info = models.model_info(Path(models_dir) / f"{m}.pt")
     model = models.load_model(Path(models_dir) / f"{m}.pt")
-    ds = data.load_dataset(info["dataset"], data_cfg.root, info["image_size"], train_subset=1)
-    disc_idx, _ = data.split_test(len(ds.y_test), data_cfg.discovery_fraction, data_cfg.split_seed)
-    x = ds.normalize(ds.x_test[disc_idx])
+    halves = data.load_halves(info, data_cfg)
+    x = halves.x[halves.discovery]
     results[m] = {}
     t0 = time.perf_counter()
     for c, path in graph_files[m].items():
@@ -432,7 +420,7 @@ out_dir = "reports/fidelity"
 models_dir = "models"
 checkpoint_dir = ".cache/checkpoints"
 """),
-    ("code", 'import dataclasses, json, time\nfrom pathlib import Path\n\nimport numpy as np\nimport pandas as pd\nimport seaborn as sns\nimport torch\nfrom IPython.display import Markdown, display\n\nfrom causal_interp import config, data, masking, models, plotting, training\nfrom causal_interp.discovery import ClassGraph\n\ncfg = config.from_dict(masking.MaskingConfig, params[stage], stage)\ndata_cfg = config.data_config(params)\nout = Path(out_dir); out.mkdir(parents=True, exist_ok=True)\nfigs = out / "figures"; figs.mkdir(exist_ok=True)\ntraining.set_threads(cfg.threads)\nsetups = {m: masking.load_setup(m, Path(models_dir), out.parent / "graphs" / m / cfg.graph_test,\n                                cfg.classes, data_cfg) for m in cfg.models}   # missing model/graphs, bad classes stop here\nprint(cfg)'),
+    ("code", 'import dataclasses, json, time\nfrom pathlib import Path\n\nimport numpy as np\nimport pandas as pd\nimport seaborn as sns\nimport torch\nfrom IPython.display import Markdown, display\n\nfrom causal_interp import config, masking, pipeline, plotting, training\n\ncfg = config.from_dict(masking.MaskingConfig, params[stage], stage)\ndata_cfg = config.data_config(params)\nout, figs = pipeline.output_dirs(out_dir)\ntraining.set_threads(cfg.threads)\nsetups = {m: masking.load_setup(m, Path(models_dir), out.parent / "graphs" / m / cfg.graph_test,\n                                cfg.classes, data_cfg) for m in cfg.models}   # missing model/graphs, bad classes stop here\nprint(cfg)'),
     ("code", """rows = []
 t0 = time.perf_counter()
 for m, su in setups.items():
@@ -507,7 +495,7 @@ out_dir = "reports/repair"
 models_dir = "models"
 checkpoint_dir = ".cache/checkpoints"
 """),
-    ("code", 'import dataclasses, json, time\nfrom pathlib import Path\n\nimport numpy as np\nimport pandas as pd\nimport seaborn as sns\nimport torch\nfrom IPython.display import Markdown, display\n\nfrom causal_interp import config, data, masking, models, plotting, training\nfrom causal_interp.discovery import ClassGraph\n\ncfg = config.from_dict(masking.MaskingConfig, params[stage], stage)\ndata_cfg = config.data_config(params)\nout = Path(out_dir); out.mkdir(parents=True, exist_ok=True)\nfigs = out / "figures"; figs.mkdir(exist_ok=True)\ntraining.set_threads(cfg.threads)\nsetups = {m: masking.load_setup(m, Path(models_dir), out.parent / "graphs" / m / cfg.graph_test,\n                                cfg.classes, data_cfg) for m in cfg.models}   # missing model/graphs, bad classes stop here\nprint(cfg)'),
+    ("code", 'import dataclasses, json, time\nfrom pathlib import Path\n\nimport numpy as np\nimport pandas as pd\nimport seaborn as sns\nimport torch\nfrom IPython.display import Markdown, display\n\nfrom causal_interp import config, masking, pipeline, plotting, training\n\ncfg = config.from_dict(masking.MaskingConfig, params[stage], stage)\ndata_cfg = config.data_config(params)\nout, figs = pipeline.output_dirs(out_dir)\ntraining.set_threads(cfg.threads)\nsetups = {m: masking.load_setup(m, Path(models_dir), out.parent / "graphs" / m / cfg.graph_test,\n                                cfg.classes, data_cfg) for m in cfg.models}   # missing model/graphs, bad classes stop here\nprint(cfg)'),
     ("code", """rows = []
 t0 = time.perf_counter()
 for m, su in setups.items():

@@ -96,3 +96,14 @@ def test_fetch_mnist_from_real_mirror(tmp_path):
     assert torch.bincount(ds.y_test).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
     # second fetch verifies and keeps the files
     assert all(not line.startswith("copied") for line in data.fetch(tmp_path, SHARED_DATASETS, datasets=["mnist"]))
+
+
+def test_load_halves_reads_only_the_test_set_and_splits_it(fake_root):
+    from causal_interp.config import DataConfig
+
+    h = data.load_halves({"dataset": "cifar10", "image_size": 40}, DataConfig(root=str(fake_root), discovery_fraction=0.25))
+    assert len(h.data.x_train) == 0 and h.x.shape == (80, 3, 40, 40) and h.x.dtype == torch.float32
+    assert len(h.discovery) == 20 and len(h.evaluation) == 60
+    assert sorted(h.discovery.tolist() + h.evaluation.tolist()) == list(range(80))
+    d, _ = data.split_test(80, 0.25, 0)
+    assert h.discovery.tolist() == d.tolist()

@@ -193,3 +193,15 @@ def test_class_examples_are_correct_and_of_the_class():
     y = net(x).argmax(1)
     idx = discovery.class_examples(net, x, torch.zeros(len(x), dtype=torch.long), 0, 5)
     assert len(idx) <= 5 and bool((y[idx] == 0).all())
+
+
+def test_graph_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="run discover_graphs"):
+        discovery.graph_files(tmp_path)
+    net, x = hand_built()
+    for k in (0, 1):
+        discover_class_graph(net, x, k).save(tmp_path / f"class_{k}.json")
+    assert discovery.graph_files(tmp_path) == {0: tmp_path / "class_0.json", 1: tmp_path / "class_1.json"}
+    assert list(discovery.graph_files(tmp_path, [1])) == [1]
+    with pytest.raises(IndexError, match=r"class \[4\]"):
+        discovery.graph_files(tmp_path, [1, 4])

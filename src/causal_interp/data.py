@@ -178,10 +178,12 @@ def _subset(x, y, n, seed):
 
 
 def load_dataset(name: str, root: str | Path = "data", image_size: int | None = None,
-                 train_subset: int | None = None, test_subset: int | None = None, seed: int = 0) -> ImageData:
+                 train_subset: int | None = None, test_subset: int | None = None, seed: int = 0,
+                 test_only: bool = False) -> ImageData:
     """Load a dataset into memory at `image_size` (default: native size; MNIST is 32 in the paper).
 
-    `train_subset` / `test_subset` draw seeded random subsets (for the smoke profile and tests).
+    `train_subset` / `test_subset` draw seeded random subsets (for the smoke profile and tests);
+    `test_only` leaves the training set empty (the stages after training only read the test set).
     """
     import torchvision
 
@@ -205,7 +207,7 @@ def load_dataset(name: str, root: str | Path = "data", image_size: int | None = 
         x_train = torch.from_numpy(np.ascontiguousarray(x_train.transpose(0, 3, 1, 2)))
         x_test = torch.from_numpy(np.ascontiguousarray(x_test.transpose(0, 3, 1, 2)))
         y_train, y_test = torch.from_numpy(y_train.astype(np.int64)), torch.from_numpy(y_test.astype(np.int64))
-    x_train, y_train = _subset(x_train, y_train, train_subset, seed)
+    x_train, y_train = _subset(x_train, y_train, 0 if test_only else train_subset, seed)
     x_test, y_test = _subset(x_test, y_test, test_subset, seed + 1)
     size = image_size or info["native_size"]
     return ImageData(name=name, classes=list(info["classes"]),
@@ -219,6 +221,24 @@ def split_test(n: int, fraction: float = 0.5, seed: int = 0) -> tuple[np.ndarray
     perm = np.random.default_rng(seed).permutation(n)
     k = int(round(fraction * n))
     return np.sort(perm[:k]), np.sort(perm[k:])
+
+
+@dataclass
+class Halves:
+    """The official test set as model input, with its discovery and evaluation halves (index tensors)."""
+
+    data: ImageData
+    x: torch.Tensor            # normalised, the whole test set
+    y: torch.Tensor
+    discovery: torch.Tensor
+    evaluation: torch.Tensor
+
+
+def load_halves(info: dict, cfg) -> Halves:
+    """Test set of a trained model (`models.model_info`: dataset, image_size) split as `cfg` (DataConfig) says."""
+    ds = load_dataset(info["dataset"], cfg.root, info["image_size"], test_only=True)
+    disc, ev = split_test(len(ds.y_test), cfg.discovery_fraction, cfg.split_seed)
+    return Halves(ds, ds.normalize(ds.x_test), ds.y_test, torch.from_numpy(disc), torch.from_numpy(ev))
 
 
 def main(argv=None) -> int:

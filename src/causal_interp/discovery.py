@@ -155,6 +155,19 @@ class ClassGraph:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 
+def graph_files(folder: str | Path, classes: list[int] | None = None) -> dict[int, Path]:
+    """{class: path} of the `class_<k>.json` graphs in `folder` (all of them, or `classes`); fails early on
+    an empty folder or a class without a graph."""
+    found = {int(p.stem[6:]): p for p in Path(folder).glob("class_*.json")}
+    if not found:
+        raise FileNotFoundError(f"no graphs under {folder}; run discover_graphs first")
+    wanted = sorted(found) if classes is None else list(classes)
+    missing = [c for c in wanted if c not in found]
+    if missing:
+        raise IndexError(f"no discovered graph for class {missing} under {folder} (have {sorted(found)})")
+    return {c: found[c] for c in wanted}
+
+
 def discover_class_graph(model: nn.Module, x: torch.Tensor, class_index: int, layers: list[str] | None = None,
                          intervention: Intervention | None = None, test: str = "two_sample", alpha: float = 0.05,
                          class_name: str = "", model_name: str = "", max_batch: int = 4096,

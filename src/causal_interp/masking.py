@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .discovery import ClassGraph
+from .discovery import ClassGraph, graph_files
 from .interventions import TracedModel, _edge_slices
 
 
@@ -52,13 +52,6 @@ def masked(model: nn.Module, masks: list[LayerMask], n_parents: dict[str, int]):
     finally:
         for w, original in reversed(saved):
             w.data.copy_(original)
-
-
-def layer_parent_counts(model: nn.Module, example: torch.Tensor, layers: list[str]) -> dict[str, int]:
-    """Number of parent nodes of each layer (needs one example to see the flatten shapes)."""
-    traced = TracedModel(model)
-    traced.cache(example[:1])
-    return {name: traced.parents(name)[0] for name in layers}
 
 
 def top_share(order: list[int], n_parents: int, share: float) -> list[int]:
@@ -232,17 +225,8 @@ def load_setup(stage: str, models_dir, graphs_dir, classes, data_cfg) -> Setup:
 
     path = Path(models_dir) / f"{stage}.pt"
     info = models.model_info(path)
-    files = {int(p.stem[6:]): p for p in Path(graphs_dir).glob("class_*.json")}
-    if not files:
-        raise FileNotFoundError(f"no graphs under {graphs_dir}; run discover_graphs first")
-    wanted = sorted(files) if classes is None else list(classes)
-    missing = [c for c in wanted if c not in files]
-    if missing:
-        raise IndexError(f"no discovered graph for class {missing} of {stage} (have {sorted(files)})")
-    graphs = {c: ClassGraph.load(files[c]) for c in wanted}
+    graphs = {c: ClassGraph.load(p) for c, p in graph_files(graphs_dir, classes).items()}
     model = models.load_model(path)
-    ds = data.load_dataset(info["dataset"], data_cfg.root, info["image_size"], train_subset=1)
-    _, eval_idx = data.split_test(len(ds.y_test), data_cfg.discovery_fraction, data_cfg.split_seed)
+    h = data.load_halves(info, data_cfg)
     any_graph = next(iter(graphs.values()))
-    return Setup(model, ds.classes, graphs, ds.normalize(ds.x_test), ds.y_test, torch.from_numpy(eval_idx),
-                 {lg.layer: lg.n_parents for lg in any_graph.layers})
+    return Setup(model, h.data.classes, graphs, h.x, h.y, h.evaluation, {lg.layer: lg.n_parents for lg in any_graph.layers})

@@ -22,6 +22,13 @@ REPO = Path(__file__).resolve().parents[2]
 SHARED_SECTIONS = ("seed", "data")
 
 
+def output_dirs(out_dir: str | Path) -> tuple[Path, Path]:
+    """The stage's report folder and its `figures/` subfolder, created (called in every notebook's setup cell)."""
+    out = Path(out_dir)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    return out, out / "figures"
+
+
 def stage_parameters(stage: str, params: dict, reports: Path, models: Path, checkpoints: Path) -> dict:
     if stage not in params:
         raise config.ConfigError(f"params.yaml has no section {stage!r} (stages: "
