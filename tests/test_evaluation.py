@@ -155,3 +155,13 @@ def test_config_is_checked():
     with pytest.raises(ConfigError):
         cfg(baselines={"rise_mask": 10})                       # typo in a baseline setting
     assert cfg(examples_per_class={"m": 7}).per_class("m") == 7
+
+
+def test_classes_without_nodes_at_the_layer_are_reported(known):
+    net, x, graphs = known
+    g = graphs[1]
+    empty = type(g).from_dict(g.to_dict())
+    empty.layer("conv2").necessary = []
+    assert evaluation.classes_with_maps({0: graphs[0], 1: empty}, "conv2") == ([0], [1])
+    a = evaluation.CausalExplainer(net, {1: empty}, "conv2")(net, x[:2].numpy(), np.array([1, 1]))
+    assert np.all(a == 0)

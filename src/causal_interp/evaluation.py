@@ -242,3 +242,67 @@ def irof_claim(summary: dict[str, tuple], mwp: str = "ExcitationBackprop") -> di
         out["on_par_with_mwp"] = bool(causal[2] >= others[mwp][1] and causal[1] <= others[mwp][2])
         out["above_mwp"] = bool(causal[0] >= others[mwp][0])
     return out
+
+
+def map_layer(model: nn.Module, graph: ClassGraph, layer: str | None = None) -> str:
+    """The layer whose graph nodes make the causal map: `layer` if given (checked), else the chain's last conv layer."""
+    chain = [lg.layer for lg in graph.layers]
+    if layer is not None:
+        if layer not in chain:
+            raise KeyError(f"layer {layer!r} is not in the graphs' layer chain {list(reversed(chain))}")
+        return layer
+    modules = dict(model.named_modules())
+    convs = [name for name in chain if isinstance(modules.get(name), nn.Conv2d)]   # chain is stored top-down
+    if not convs:
+        raise ValueError("the layer chain has no conv layer to build a causal map from")
+    return convs[0]
+
+
+def classes_with_maps(graphs: dict[int, ClassGraph], layer: str) -> tuple[list[int], list[int]]:
+    """(classes whose graph has necessary parents at `layer`, classes whose graph has none). The latter have an
+    all-zero causal map, which Quantus rejects and which would score a perfect LE: their examples are left out
+    for every method."""
+    ok = [k for k, g in sorted(graphs.items()) if g.layer(layer).necessary]
+    return ok, [k for k in sorted(graphs) if k not in ok]
+
+
+def pick_examples(setup, classes: list[int], per_class: int, correct_only: bool, seed: int):
+    """Up to `per_class` seeded-random evaluation-split examples of each class (correctly classified ones only, if
+    asked): (x, y) numpy arrays ready for Quantus, and the indices into the whole test set."""
+    rng = np.random.default_rng(seed)
+    picked = []
+    for c in classes:
+        idx = setup.eval_idx[setup.y_test[setup.eval_idx] == c]
+        if correct_only:
+            with torch.no_grad():
+                idx = idx[setup.model(setup.x_test[idx]).argmax(1) == c]
+        picked.append(idx[torch.from_numpy(np.sort(rng.permutation(len(idx))[:per_class]))])
+    idx = torch.cat(picked) if picked else torch.zeros(0, dtype=torch.long)
+    return setup.x_test[idx].numpy(), setup.y_test[idx].numpy(), idx.numpy()
+
+
+def evaluate_method(name: str, explain, cfg: EvaluationConfig, model: nn.Module, x: np.ndarray, y: np.ndarray,
+                    cache_file=None) -> dict:
+    """Scores of one method: {"seconds": s, "<setting>/<metric>": [per-example scores]} for both settings and
+    metrics. The explanations are computed once (`Cached`); in the `paper` setting only the causal maps are
+    abs-normalised. With `cache_file`, a finished method is stored and reused, so an interrupted stage resumes."""
+    import json
+    import time
+    from pathlib import Path
+
+    if cache_file is not None and Path(cache_file).exists():
+        return json.loads(Path(cache_file).read_text())
+    cached = Cached(explain)
+    result, t0 = {}, time.perf_counter()
+    for setting in SETTINGS:
+        fn = normalised(cached) if setting == "paper" and name == "Causal" else cached
+        for met in METRICS:
+            result[f"{setting}/{met}"] = score(met, setting, cfg, model, x, y, fn).tolist()
+    result["seconds"] = time.perf_counter() - t0
+    if cache_file is not None:
+        path = Path(cache_file)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".part")
+        tmp.write_text(json.dumps(result))
+        tmp.replace(path)
+    return result
