@@ -165,3 +165,9 @@ def test_classes_without_nodes_at_the_layer_are_reported(known):
     assert evaluation.classes_with_maps({0: graphs[0], 1: empty}, "conv2") == ([0], [1])
     a = evaluation.CausalExplainer(net, {1: empty}, "conv2")(net, x[:2].numpy(), np.array([1, 1]))
     assert np.all(a == 0)
+
+
+def test_map_layer_defaults_to_the_last_conv_layer(known):
+    net, x, graphs = known
+    assert evaluation.map_layer(net, graphs[0]) == "conv2"
+    assert evaluation.map_layer(net, graphs[0], "conv1") == "conv1"

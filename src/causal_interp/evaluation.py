@@ -97,12 +97,12 @@ class CausalExplainer:
         self.traced = TracedModel(model)
         self.graphs, self.layer = graphs, layer
         self.traced.node(layer)                      # unknown layer stops here
+        if not isinstance(self.traced.modules[layer], nn.Conv2d):
+            raise ValueError(f"causal maps need a conv layer; {layer!r} is {type(self.traced.modules[layer]).__name__}")
         for k, g in graphs.items():
             if layer not in [lg.layer for lg in g.layers]:
                 raise KeyError(f"layer {layer!r} is not in the layer chain of the class-{k} graph "
                                f"({[lg.layer for lg in g.layers]})")
-            if not isinstance(self.traced.modules[layer], nn.Conv2d):
-                raise ValueError(f"causal maps need a conv layer; {layer!r} is {type(self.traced.modules[layer]).__name__}")
         self.__name__ = "Causal"
 
     def __call__(self, model=None, inputs=None, targets=None, **kwargs) -> np.ndarray:
@@ -129,18 +129,17 @@ def normalised(fn):
     return explain
 
 
-def abs_max(a: np.ndarray) -> np.ndarray:
-    """|a| / max|a| per example (all-zero maps stay zero). Quantus' default normalises over the whole batch."""
-    a = np.abs(np.asarray(a, dtype=np.float32))
-    m = a.reshape(len(a), -1).max(1).reshape(-1, *([1] * (a.ndim - 1)))
-    return np.divide(a, m, out=np.zeros_like(a), where=m > 0)
-
-
 def _signed_abs_max(a: np.ndarray) -> np.ndarray:
-    """Quantus' normalise step (applied before its `abs`): a / max|a| per example."""
+    """a / max|a| per example (all-zero maps stay zero): Quantus' normalise step, applied before its `abs`.
+    Quantus' default normalises over the whole batch."""
     a = np.asarray(a, dtype=np.float32)
     m = np.abs(a).reshape(len(a), -1).max(1).reshape(-1, *([1] * (a.ndim - 1)))
     return np.divide(a, m, out=np.zeros_like(a), where=m > 0)
+
+
+def abs_max(a: np.ndarray) -> np.ndarray:
+    """|a| / max|a| per example (all-zero maps stay zero)."""
+    return np.abs(_signed_abs_max(a))
 
 
 class Cached:
@@ -245,14 +244,12 @@ def irof_claim(summary: dict[str, tuple], mwp: str = "ExcitationBackprop") -> di
 
 
 def map_layer(model: nn.Module, graph: ClassGraph, layer: str | None = None) -> str:
-    """The layer whose graph nodes make the causal map: `layer` if given (checked), else the chain's last conv layer."""
-    chain = [lg.layer for lg in graph.layers]
+    """The layer whose graph nodes make the causal map: `layer` if given (`CausalExplainer` checks it against every
+    graph), else the chain's last conv layer."""
     if layer is not None:
-        if layer not in chain:
-            raise KeyError(f"layer {layer!r} is not in the graphs' layer chain {list(reversed(chain))}")
         return layer
     modules = dict(model.named_modules())
-    convs = [name for name in chain if isinstance(modules.get(name), nn.Conv2d)]   # chain is stored top-down
+    convs = [lg.layer for lg in graph.layers if isinstance(modules.get(lg.layer), nn.Conv2d)]   # stored top-down
     if not convs:
         raise ValueError("the layer chain has no conv layer to build a causal map from")
     return convs[0]
