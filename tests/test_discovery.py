@@ -118,6 +118,46 @@ def test_resnet18_chain_and_channel_mapping():
     assert chain[1:5] == ["layer1.0.conv1", "layer1.0.conv2", "layer1.1.conv1", "layer1.1.conv2"]
 
 
+def test_chains_are_derived_for_residual_depthwise_and_channels_last_nets():
+    from .test_interventions import TinyConvNeXt, TinyMobile, TinyResidual
+
+    assert layer_chain(TinyResidual()) == ["stem", "a1", "a2", "c1", "c2", "fc"]        # not the downsample
+    assert layer_chain(TinyMobile()) == ["stem", "dw1", "pw1", "expand", "dw2", "project", "grouped", "fc"]
+    assert layer_chain(TinyConvNeXt()) == ["stem", "dw", "fc1", "fc2", "down", "head"]   # downsample on the path
+
+
+@pytest.mark.parametrize("name,length,first,last", [
+    ("resnetv2_50", 50, ["stem.conv", "stages.0.blocks.0.conv1"], "head.fc"),
+    ("mobilenetv2_100", 53, ["conv_stem", "blocks.0.0.conv_dw", "blocks.0.0.conv_pw"], "classifier"),
+    ("convnext_tiny", 59, ["stem.0", "stages.0.blocks.0.conv_dw", "stages.0.blocks.0.mlp.fc1"], "head.fc"),
+])
+def test_timm_chains_are_connected_channel_by_channel(name, length, first, last):
+    from causal_interp.interventions import _out_nodes
+
+    model = timm.create_model(name, num_classes=10).eval()
+    chain = layer_chain(model)
+    assert len(chain) == length and chain[:len(first)] == first and chain[-1] == last
+    assert not any("downsample.conv" in c for c in chain)
+    traced = TracedModel(model)
+    traced.cache(torch.randn(2, 3, 32, 32))
+    for lower, upper in zip(chain, chain[1:]):
+        assert traced.parents(upper)[0] == _out_nodes(traced.modules[lower]), (lower, upper)
+    if name == "convnext_tiny":   # channels-last MLP: parents are the 96 channels, not blocks of the 8x8 map
+        assert traced.parents("stages.0.blocks.0.mlp.fc1") == (96, 1)
+        assert "stages.1.downsample.1" in chain
+
+
+def test_unsupported_layer_in_chain_is_named():
+    class Std(torch.nn.Conv2d):
+        def forward(self, x):
+            return torch.nn.functional.conv2d(x, self.weight / self.weight.norm(), self.bias)
+
+    model = LeNet()
+    model.conv2 = Std(6, 16, 5)
+    with pytest.raises(NotImplementedError, match="layer 'conv2' is a Std"):
+        layer_chain(model)
+
+
 def test_explicit_chain_is_checked():
     model = LeNet()
     assert layer_chain(model, ["conv2", "fc3"]) == ["conv2", "fc3"]
@@ -205,3 +245,22 @@ def test_graph_files(tmp_path):
     assert list(discovery.graph_files(tmp_path, [1])) == [1]
     with pytest.raises(IndexError, match=r"class \[4\]"):
         discovery.graph_files(tmp_path, [1, 4])
+
+
+def test_causal_responses_of_a_depthwise_layer_use_each_childs_own_parent():
+    from .test_interventions import TinyMobile
+
+    net = TinyMobile().eval()
+    x = torch.randn(3, 2, 8, 8)
+    traced = TracedModel(net)
+    traced.cache(x)
+    g = ClassGraph(0, "", 3, {}, "paired", 0.05)
+    from causal_interp.discovery import LayerGraph
+    g.layers = [LayerGraph("dw2", 12, [1, 4, 7], [1, 7, 9], [], [], [0.0] * 12, [0.0] * 12, [1.0] * 12)]
+    s = causal_responses(traced, g, "dw2")
+    a = traced.env[traced.node("dw2").args[0]]
+    w = net.dw2.weight
+    assert s.shape == (3, 3, 8, 8)
+    assert torch.allclose(s[:, 0], torch.nn.functional.conv2d(a[:, [1]], w[[1]], padding=1)[:, 0], atol=1e-6)
+    assert torch.allclose(s[:, 2], torch.nn.functional.conv2d(a[:, [7]], w[[7]], padding=1)[:, 0], atol=1e-6)
+    assert s[:, 1].abs().sum() == 0   # child 4's only parent (4) is not necessary

@@ -27,6 +27,51 @@ class TinyResidual(nn.Module):
         return self.fc(x.mean((2, 3)))
 
 
+class TinyMobile(nn.Module):
+    """MobileNetV2-like: stem -> depthwise -> pointwise; inverted residual (expand 1x1, depthwise 3x3 with
+    stride, project 1x1) with a skip; a grouped (groups=2) conv; pool -> fc."""
+
+    def __init__(self, c=4, k=3):
+        super().__init__()
+        self.stem, self.bn0 = nn.Conv2d(2, c, 3, padding=1), nn.BatchNorm2d(c)
+        self.dw1 = nn.Conv2d(c, c, 3, padding=1, groups=c)
+        self.pw1 = nn.Conv2d(c, c, 1)
+        self.expand, self.bn1 = nn.Conv2d(c, 3 * c, 1), nn.BatchNorm2d(3 * c)
+        self.dw2, self.bn2 = nn.Conv2d(3 * c, 3 * c, 3, padding=1, groups=3 * c), nn.BatchNorm2d(3 * c)
+        self.project = nn.Conv2d(3 * c, c, 1)
+        self.grouped = nn.Conv2d(c, 2 * c, 3, stride=2, padding=1, groups=2)
+        self.fc = nn.Linear(2 * c, k)
+
+    def forward(self, x):
+        x = torch.relu(self.bn0(self.stem(x)))
+        x = self.pw1(torch.relu(self.dw1(x)))
+        x = x + self.project(torch.relu(self.bn2(self.dw2(torch.relu(self.bn1(self.expand(x)))))))
+        return self.fc(torch.relu(self.grouped(x)).mean((2, 3)))
+
+
+class TinyConvNeXt(nn.Module):
+    """ConvNeXt-like: patchify stem -> [depthwise 7x7, channels-last LayerNorm -> Linear -> GELU -> Linear,
+    layer scale, skip] -> LayerNorm + 2x2 conv downsample -> pool -> LayerNorm -> Linear."""
+
+    def __init__(self, c=4, k=3):
+        super().__init__()
+        self.stem = nn.Conv2d(2, c, 2, stride=2)
+        self.dw = nn.Conv2d(c, c, 7, padding=3, groups=c)
+        self.norm = nn.LayerNorm(c)
+        self.fc1, self.fc2 = nn.Linear(c, 4 * c), nn.Linear(4 * c, c)
+        self.gamma = nn.Parameter(torch.full((c,), 0.7))
+        self.down_norm, self.down = nn.LayerNorm(c), nn.Conv2d(c, 2 * c, 2, stride=2)
+        self.head_norm, self.head = nn.LayerNorm(2 * c), nn.Linear(2 * c, k)
+
+    def forward(self, x):
+        x = self.stem(x)
+        y = self.dw(x).permute(0, 2, 3, 1)
+        y = self.fc2(nn.functional.gelu(self.fc1(self.norm(y))))
+        x = x + (y * self.gamma).permute(0, 3, 1, 2)
+        x = self.down(self.down_norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2))
+        return self.head(self.head_norm(x.mean((2, 3))))
+
+
 def randomize(model, seed):
     g = torch.Generator().manual_seed(seed)
     for m in model.modules():
@@ -44,6 +89,10 @@ CASES = [  # model factory, input shape, {layer: targets}
     (lambda: LeNet(3, 4), (3, 32, 32), {"fc1": list(range(120)), "conv2": [3], "conv1": list(range(6))}),
     (lambda: TinyResidual(), (2, 8, 8), {"fc": [1], "c2": [0, 7], "c1": [2, 5], "a2": [1, 3], "a1": [0],
                                          "stem": [0, 1, 2, 3]}),
+    (lambda: TinyMobile(), (2, 8, 8), {"fc": [1], "grouped": [0, 5, 6], "project": [1, 2], "dw2": [0, 4, 11],
+                                       "expand": [2, 3, 5], "pw1": [0, 3], "dw1": [1, 2], "stem": [0, 3]}),
+    (lambda: TinyConvNeXt(), (2, 12, 12), {"head": [1], "down": [0, 6, 7], "fc2": [1, 3], "fc1": [0, 9, 15],
+                                           "dw": [2, 3], "stem": [0, 1, 2]}),
 ]
 
 
@@ -65,6 +114,11 @@ def test_batched_effects_match_naive_reference(case, iv):
         assert fast.shape == (n_parents, len(x))
         assert torch.allclose(fast, slow, atol=1e-4), (layer, (fast - slow).abs().max())
         assert fast.abs().max() > 1e-6 or layer == "conv1"  # the comparison is not vacuous
+        module = traced.modules[layer]
+        if getattr(module, "groups", 1) > 1:   # a parent without an edge to the targets has no effect at all
+            cin, cout = module.in_channels // module.groups, module.out_channels // module.groups
+            unlinked = [j for j in range(n_parents) if all(t // cout != j // cin for t in targets)]
+            assert fast[unlinked].abs().sum() == 0 and (unlinked or layer == "grouped")
 
 
 def test_parents_of_flattened_linear_are_channels():
@@ -115,12 +169,20 @@ def test_bad_indices_and_modes_are_rejected():
         Intervention("soft", b=0.0, eps=0.01)
 
 
-def test_unsupported_convs_are_named():
-    from causal_interp.interventions import layer_parents
+def test_unsupported_layers_are_named():
+    from causal_interp.interventions import check_layer, layer_parents
 
-    with pytest.raises(NotImplementedError, match="groups=4"):
-        layer_parents(nn.Conv2d(4, 4, 3, groups=4), (4, 8, 8))
-    with pytest.raises(NotImplementedError, match="padding_mode 'reflect'"):
-        layer_parents(nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect"), (4, 8, 8))
-    with pytest.raises(TypeError, match="only intervene on Conv2d or Linear"):
+    assert layer_parents(nn.Conv2d(4, 8, 3, groups=4), (4, 8, 8)) == (4, 1)      # grouped convs are supported
+    assert layer_parents(nn.Linear(6, 5), (3, 3, 6), channels_last=True) == (6, 1)
+    with pytest.raises(NotImplementedError, match="'net.c1': conv padding_mode 'reflect'"):
+        layer_parents(nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect"), (4, 8, 8), name="net.c1")
+    with pytest.raises(TypeError, match="is a BatchNorm2d"):
         layer_parents(nn.BatchNorm2d(4), (4, 8, 8))
+
+    class StdConv(nn.Conv2d):   # like timm's StdConv2d: not linear in its stored weights
+        def forward(self, x):
+            w = (self.weight - self.weight.mean((1, 2, 3), keepdim=True)) / self.weight.std((1, 2, 3), keepdim=True)
+            return nn.functional.conv2d(x, w, self.bias, self.stride, self.padding)
+
+    with pytest.raises(NotImplementedError, match="layer 'stem.conv' is a StdConv, a Conv2d with its own forward"):
+        check_layer(StdConv(3, 4, 3), "stem.conv")

@@ -25,6 +25,22 @@ def test_masking_is_undone_bit_for_bit_even_on_error():
         assert torch.equal(v, before[k]), k
 
 
+def test_masking_a_grouped_conv_zeroes_only_existing_edges():
+    conv = torch.nn.Conv2d(4, 6, 3, groups=2)   # in groups {0,1},{2,3}; out groups {0,1,2},{3,4,5}
+    model = torch.nn.Sequential(conv).eval()
+    before = conv.weight.detach().clone()
+    with masked(model, [LayerMask("0", [1, 2])], {"0": 4}):
+        w = conv.weight
+        assert w[:3, 1].abs().sum() == 0 and w[3:, 0].abs().sum() == 0   # parent 1 -> out 0-2, parent 2 -> out 3-5
+        assert torch.equal(w[:3, 0], before[:3, 0]) and torch.equal(w[3:, 1], before[3:, 1])
+    with masked(model, [LayerMask("0", [3], [0, 4])], {"0": 4}):
+        assert conv.weight[4, 1].abs().sum() == 0 and torch.equal(conv.weight[0], before[0])
+    assert torch.equal(conv.weight, before)
+    assert masking.magnitude_order(model, "0", 4) == torch.argsort(
+        torch.stack([before[:3, 0], before[:3, 1], before[3:, 0], before[3:, 1]]).abs().flatten(1).sum(1),
+        descending=True, stable=True).tolist()
+
+
 def test_share_zero_masks_nothing_and_keeps_accuracy():
     net, x = hand_built()
     g = discover_class_graph(net, x, 0)

@@ -11,7 +11,8 @@ flatten. In residual networks the chain follows the main branch: the parents of 
 the channels of the residual stream at the block input, which are, index for index, the outputs of the
 previous block's last conv after the residual add. So the necessary parents found at a block's first
 conv are the targets of the previous block's last conv. Shortcut (downsample) convs are not in the
-chain; their weights are never intervened on.
+chain; their weights are never intervened on. The chain is derived from the traced forward pass
+(`layer_chain`), or given per model in params.
 """
 from __future__ import annotations
 
@@ -26,35 +27,63 @@ import torch
 from scipy.stats import norm
 from torch import nn
 
-from .interventions import Intervention, TracedModel, _out_nodes, treatment_effects
+from .interventions import Intervention, TracedModel, _out_nodes, check_layer, trace, treatment_effects
 
 TESTS = ("two_sample", "paired")
 GRAPH_FORMAT = 2  # bump when ClassGraph's JSON changes: cached graphs of other formats are not reused
-SHORTCUT_NAMES = ("downsample", "shortcut")
 
 
 def layer_chain(model: nn.Module, layers: list[str] | None = None) -> list[str]:
     """The Conv2d/Linear layers the graph walks, in forward order.
 
-    With `layers` given, they are checked (exist, are Conv2d/Linear, are in forward order); otherwise
-    every Conv2d/Linear called by the forward pass except shortcut/downsample convs.
+    With `layers` given, they are checked (exist, are Conv2d/Linear, are in forward order); otherwise the
+    chain is derived from the traced forward pass: the longest path of Conv2d/Linear layers that ends at the
+    layer producing the logits. In residual networks it follows the main branch (conv1 -> conv2 [-> conv3]
+    of every block) and skips the shortcut/downsample convs, which are shorter paths to the same add;
+    depthwise convs, inverted residuals (MobileNetV2), ConvNeXt's channels-last MLPs and the convs between
+    stages are on the path. Every layer of the chain is checked by `check_layer` (the error names the layer).
     """
-    traced = torch.fx.symbolic_trace(model.eval())
+    traced = trace(model)
     modules = dict(traced.named_modules())
     order = [n.target for n in traced.graph.nodes if n.op == "call_module"
              and isinstance(modules[n.target], (nn.Conv2d, nn.Linear))]
+    if not order:
+        raise ValueError(f"{type(model).__name__} has no Conv2d/Linear layer to analyse")
     if layers is None:
-        return [name for name in order if not any(s in name.split(".") for s in SHORTCUT_NAMES)]
+        layers = _longest_layer_path(traced, modules)
     for name in layers:
         if name not in modules:
             close = [o for o in order if name.split(".")[-1] in o][:5]
             raise KeyError(f"unknown layer {name!r}" + (f"; similar: {close}" if close else f"; layers: {order[:8]}..."))
         if name not in order:
             raise TypeError(f"layer {name!r} is a {type(modules[name]).__name__}; only Conv2d/Linear layers can be analysed")
+        check_layer(modules[name], name)
     positions = [order.index(n) for n in layers]
     if positions != sorted(positions):
         raise ValueError(f"layers must be given in forward order: {layers}")
     return list(layers)
+
+
+def _longest_layer_path(traced: torch.fx.GraphModule, modules: dict) -> list[str]:
+    """Longest path through Conv2d/Linear layers (edges: a layer's nearest analysable ancestors) ending at
+    the last such layer before the output; ties go to the later layer in forward order."""
+    upstream: dict = {}   # fx node -> nearest Conv2d/Linear layers feeding it
+    length, previous = {}, {}
+    for position, node in enumerate(traced.graph.nodes):
+        feeding = set().union(*(upstream.get(a, set()) for a in node.all_input_nodes)) if node.all_input_nodes else set()
+        if node.op == "call_module" and isinstance(modules[node.target], (nn.Conv2d, nn.Linear)):
+            best = max(feeding, key=lambda p: (length[p][0], length[p][1]), default=None)
+            length[node.target] = (length[best][0] + 1 if best else 1, position)
+            previous[node.target] = best
+            upstream[node] = {node.target}
+        else:
+            upstream[node] = feeding
+        if node.op == "output":
+            last = max(feeding, key=lambda p: length[p][1])
+    path = [last]
+    while previous[path[-1]] is not None:
+        path.append(previous[path[-1]])
+    return path[::-1]
 
 
 def significance(effects: torch.Tensor, base: torch.Tensor, method: str = "two_sample", alpha: float = 0.05):

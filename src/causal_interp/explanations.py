@@ -1,7 +1,7 @@
 """Explanations from a causal graph (eq. 3).
 
 At a child node i of layer l+1 that is in the graph, the causal response is the mean over the
-necessary parents J_l of f(w_ji, a_j): the 2-D convolution of the parent's activation a_j by the filter
+necessary parents J_l (in a grouped conv: those connected to i) of f(w_ji, a_j): the 2-D convolution of the parent's activation a_j by the filter
 w_ji (conv layers) or the product w_ji * a_j (linear layers). A layer's saliency map aggregates the
 responses of its graph nodes and is resized to the input.
 """
@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .discovery import ClassGraph
-from .interventions import TracedModel, _edge_slices, parent_contributions
+from .interventions import TracedModel, edge_weights, parent_contributions
 
 
 @torch.no_grad()
@@ -30,8 +30,12 @@ def causal_responses(traced: TracedModel, graph: ClassGraph, layer: str) -> torc
     children = torch.as_tensor(lg.targets, dtype=torch.long)
     if not lg.necessary or not len(children):
         return z.new_zeros(z.shape[0], len(children), *z.shape[2:])
-    w = _edge_slices(module.weight.detach(), n_parents)[children]
-    f = parent_contributions(module, a, w, torch.as_tensor(lg.necessary, dtype=torch.long), n_parents)
+    necessary = torch.as_tensor(lg.necessary, dtype=torch.long)
+    w, exists = edge_weights(module, n_parents, children, necessary)
+    f = parent_contributions(module, a, w, necessary, n_parents)
+    if isinstance(module, nn.Conv2d) and module.groups > 1:   # mean over each child's own necessary parents
+        count = exists.sum(1).clamp(min=1).to(f.dtype)
+        return f.sum(0) / count.view(1, -1, *([1] * (f.dim() - 3)))
     return f.mean(0)
 
 
@@ -55,6 +59,6 @@ def top_filter_responses(traced: TracedModel, graph: ClassGraph, layer: str) -> 
     children = torch.as_tensor(lg.targets, dtype=torch.long)
     if not lg.necessary:
         return a.new_zeros(a.shape[0], len(children), *traced.env[node].shape[2:])
-    top = lg.ranked()[0]
-    w = module.weight.detach()[children][:, [top]]
-    return F.conv2d(a[:, [top]], w, None, module.stride, module.padding, module.dilation)
+    top = torch.as_tensor(lg.ranked()[:1], dtype=torch.long)
+    w, _ = edge_weights(module, module.in_channels, children, top)
+    return parent_contributions(module, a, w, top, module.in_channels)[0]

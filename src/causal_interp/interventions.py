@@ -16,7 +16,9 @@ one example at a time); the tests hold the two to 1e-4.
 
 Nodes: the parents of a Conv2d are its input channels; the parents of a Linear layer are its input
 features, or, when the input is a flattened conv map (in_features = C*h*w), its C channels, each the
-block of h*w features of that channel.
+block of h*w features of that channel, or, for a Linear applied channels-last to a (N, h, w, C) map
+(ConvNeXt's MLP), its C input channels. In a grouped or depthwise conv, parent j has edges only to the
+outputs of its own group; parents without an edge to the targets have no effect and are not run.
 """
 from __future__ import annotations
 
@@ -67,23 +69,61 @@ class Intervention:
         return beta.view(*beta.shape, *([1] * (w.dim() - 2))).to(w.dtype) * w
 
 
-def layer_parents(module: nn.Module, source_shape: tuple) -> tuple[int, int]:
+def check_layer(module: nn.Module, name: str = "") -> None:
+    """Raise, naming the layer and the reason, if interventions cannot be computed exactly on `module`.
+
+    Interventions assume the layer's output is linear in `module.weight` as stored: an nn.Conv2d (groups
+    allowed, zero padding) or nn.Linear, or a subclass that keeps their forward. Subclasses with their own
+    forward (timm's StdConv2d standardises its weights, Conv2dSame pads dynamically) are refused.
+    """
+    label = f"layer {name!r}" if name else "layer"
+    if not isinstance(module, (nn.Conv2d, nn.Linear)):
+        raise TypeError(f"{label} is a {type(module).__name__}; only Conv2d or Linear layers can be intervened on")
+    base = nn.Conv2d if isinstance(module, nn.Conv2d) else nn.Linear
+    if type(module).forward is not base.forward:
+        raise NotImplementedError(f"{label} is a {type(module).__name__}, a {base.__name__} with its own forward "
+                                  f"(not linear in its stored weights); interventions cannot be computed exactly. "
+                                  f"Give a layer chain without it in params (discover_graphs.layers)")
+    if isinstance(module, nn.Conv2d) and module.padding_mode != "zeros":
+        raise NotImplementedError(f"{label}: conv padding_mode {module.padding_mode!r} is not supported (only zeros)")
+
+
+def layer_parents(module: nn.Module, source_shape: tuple, channels_last: bool = False,
+                  name: str = "") -> tuple[int, int]:
     """(number of parent nodes, features per parent) of a Conv2d/Linear.
 
     `source_shape` (no batch) is the shape of the layer's input before any flatten: (C, h, w) for a
     linear layer fed by a flattened conv map, whose parents are then the C channels of h*w features each.
+    `channels_last`: a linear layer applied to the last axis of a (N, ..., C) map (ConvNeXt's MLP): its
+    parents are its C input channels, as for a 1x1 conv. Grouped/depthwise convs: parent j feeds only the
+    outputs of its group (see `edge_pairs`).
     """
+    check_layer(module, name)
     if isinstance(module, nn.Conv2d):
-        if module.groups != 1:
-            raise NotImplementedError(f"grouped/depthwise conv (groups={module.groups}) is not supported yet")
-        if module.padding_mode != "zeros":
-            raise NotImplementedError(f"conv padding_mode {module.padding_mode!r} is not supported (only zeros)")
         return module.in_channels, 1
-    if isinstance(module, nn.Linear):
-        if len(source_shape) > 1 and module.in_features % source_shape[0] == 0:
-            return source_shape[0], module.in_features // source_shape[0]
-        return module.in_features, 1
-    raise TypeError(f"can only intervene on Conv2d or Linear layers, got {type(module).__name__}")
+    if not channels_last and len(source_shape) > 1 and module.in_features % source_shape[0] == 0:
+        return source_shape[0], module.in_features // source_shape[0]
+    return module.in_features, 1
+
+
+def edge_pairs(module: nn.Module, targets: torch.Tensor, parents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(exists, columns): which edges j -> t exist, (|targets|, |parents|) bool, and the column of each parent
+    in the weight viewed by `_edge_slices`. Dense layers: every edge, column j. A grouped conv with G groups:
+    parent j feeds output t only when both are in the same group, through weight[t, j mod in/G]."""
+    if isinstance(module, nn.Conv2d) and module.groups > 1:
+        cin, cout = module.in_channels // module.groups, module.out_channels // module.groups
+        return (targets[:, None] // cout) == (parents[None, :] // cin), parents % cin
+    return torch.ones(len(targets), len(parents), dtype=torch.bool), parents
+
+
+def edge_weights(module: nn.Module, n_parents: int, targets: torch.Tensor, parents: torch.Tensor,
+                 weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weights of the edges j -> t as (|targets|, |parents|, ...) (zeros where there is no edge), and `exists`.
+
+    `weight` replaces `module.weight` (same shape)."""
+    exists, cols = edge_pairs(module, targets, parents)
+    w = _edge_slices((module.weight if weight is None else weight).detach(), n_parents)[targets][:, cols]
+    return w * exists.view(*exists.shape, *([1] * (w.dim() - 2))).to(w.dtype), exists
 
 
 def _is_flatten(node: torch.fx.Node, modules: dict) -> bool:
@@ -108,8 +148,21 @@ def _indices(values, bound: int, what: str) -> torch.Tensor:
 
 
 def _edge_slices(w: torch.Tensor, n_parents: int) -> torch.Tensor:
-    """Weights viewed as (out, parents, ...): a conv's (out, in, kh, kw), or a linear layer's (out, P, group)."""
+    """Weights viewed as (out, parents, ...): a conv's (out, in/groups, kh, kw), or a linear layer's (out, P, group)."""
     return w if w.dim() == 4 else w.view(w.shape[0], n_parents, -1)
+
+
+class _LayerTracer(torch.fx.Tracer):
+    """Keeps every Conv2d/Linear, subclasses included, as one call_module node (so `check_layer` sees them)."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return isinstance(m, (nn.Conv2d, nn.Linear)) or super().is_leaf_module(m, qualname)
+
+
+def trace(model: nn.Module) -> torch.fx.GraphModule:
+    """torch.fx trace of `model` in eval mode, Conv2d/Linear layers as leaves."""
+    model = model.eval()
+    return torch.fx.GraphModule(model, _LayerTracer().trace(model))
 
 
 class TracedModel:
@@ -117,7 +170,7 @@ class TracedModel:
 
     def __init__(self, model: nn.Module):
         self.model = model.eval()
-        self.gm = torch.fx.symbolic_trace(self.model)
+        self.gm = trace(self.model)
         self.modules = dict(self.gm.named_modules())
         self.nodes = {n.target: n for n in self.gm.graph.nodes if n.op == "call_module"}
         # nodes whose value carries the batch dimension (they depend on the input)
@@ -130,9 +183,10 @@ class TracedModel:
     def parents(self, layer: str) -> tuple[int, int]:
         """(number of parents, features per parent) of `layer`; `cache` must have run."""
         src = self.node(layer).args[0]
+        channels_last = self.env[src].dim() > 2 and isinstance(self.modules[layer], nn.Linear)
         while _is_flatten(src, self.modules) and isinstance(src.args[0], torch.fx.Node):
             src = src.args[0]
-        return layer_parents(self.modules[layer], tuple(self.env[src].shape[1:]))
+        return layer_parents(self.modules[layer], tuple(self.env[src].shape[1:]), channels_last, layer)
 
     def node(self, layer: str) -> torch.fx.Node:
         if layer not in self.nodes:
@@ -197,19 +251,35 @@ class TracedModel:
         return out
 
 
-def parent_contributions(module: nn.Module, a: torch.Tensor, dw: torch.Tensor, parents: torch.Tensor,
+def parent_contributions(module: nn.Module, a: torch.Tensor, w: torch.Tensor, parents: torch.Tensor,
                          n_parents: int) -> torch.Tensor:
-    """f(a_j, dW_{.,j}) for each parent j: the change of the layer output (without bias) when only the
-    weights of j change by dW. Returns (len(parents), N, *output_shape_of_the_selected_rows)."""
+    """f(a_j, w_{.,j}) for each parent j: the layer's output (without bias) computed from parent j alone
+    through the edge weights `w` ((|T|, len(parents), ...) from `edge_weights`, zeros where no edge).
+
+    Returns (len(parents), N, |T|, h, w) for a conv, (len(parents), N, |T|) for a linear layer, and
+    (len(parents), N, ..., |T|) for a linear layer applied channels-last."""
+    k, rows = len(parents), w.shape[0]
+    n = a.shape[0]
     if isinstance(module, nn.Conv2d):
-        n = a.shape[0]
-        k = len(parents)
-        out_rows = dw.shape[0]
-        weight = dw[:, parents].permute(1, 0, 2, 3).reshape(k * out_rows, 1, *dw.shape[2:])
-        y = F.conv2d(a[:, parents], weight, None, module.stride, module.padding, module.dilation, groups=k)
-        return y.view(n, k, out_rows, *y.shape[2:]).transpose(0, 1)
-    ag = a.view(a.shape[0], n_parents, -1)[:, parents]             # (N, k, g)
-    return torch.einsum("nkg,tkg->knt", ag, dw[:, parents])        # (k, N, rows)
+        conv = dict(stride=module.stride, padding=module.padding, dilation=module.dilation)
+        if module.groups == 1:   # every edge exists: one grouped conv, k groups of |T| filters
+            y = F.conv2d(a[:, parents], w.transpose(0, 1).reshape(k * rows, 1, *w.shape[2:]), None, groups=k, **conv)
+            return y.view(n, k, rows, *y.shape[2:]).transpose(0, 1)
+        t_idx, j_idx = torch.nonzero(w.flatten(2).abs().sum(2) > 0, as_tuple=True)   # existing, non-zero edges only
+        out = a.new_zeros(k, n, rows, *_conv_out_shape(module, a.shape[2:]))
+        if len(t_idx):
+            y = F.conv2d(a[:, parents[j_idx]], w[t_idx, j_idx][:, None], None, groups=len(t_idx), **conv)
+            out[j_idx, :, t_idx] = y.transpose(0, 1)
+        return out
+    if a.dim() > 2:   # channels-last linear: parent j is input channel j at every position
+        return torch.einsum("n...k,tk->kn...t", a[..., parents], w[..., 0])
+    ag = a.view(n, n_parents, -1)[:, parents]                       # (N, k, g)
+    return torch.einsum("nkg,tkg->knt", ag, w)                      # (k, N, rows)
+
+
+def _conv_out_shape(module: nn.Conv2d, size) -> tuple[int, int]:
+    return tuple((s + 2 * p - d * (k - 1) - 1) // st + 1 for s, p, d, k, st in
+                 zip(size, module.padding, module.dilation, module.kernel_size, module.stride))
 
 
 @torch.no_grad()
@@ -219,7 +289,8 @@ def treatment_effects(traced: TracedModel, layer: str, class_index: int, targets
 
     `traced.cache(X)` must have been called. `targets`: output nodes of `layer` whose edges from j are
     intervened (for the classifier layer: [class_index]). `betas` (len(targets), n_parents) overrides the
-    per-edge soft draws (used to compare with the naive reference).
+    per-edge soft draws (used to compare with the naive reference). A parent with no edge to any target
+    (a depthwise conv's channel outside the targets) has TE = 0 exactly and is not run.
     """
     node = traced.node(layer)
     module = traced.modules[layer]
@@ -228,21 +299,27 @@ def treatment_effects(traced: TracedModel, layer: str, class_index: int, targets
     targets = _indices(targets, _out_nodes(module), f"target of {layer}")
     parents = torch.arange(n_parents) if parents is None else _indices(parents, n_parents, f"parent of {layer}")
     a, z, base = traced.env[node.args[0]], traced.env[node], traced.logits[:, class_index]
-    w = _edge_slices(module.weight.detach(), n_parents)[targets]            # (|T|, P, ...)
     if betas is None and intervention.mode != "constant":
         betas = intervention.beta((len(targets), n_parents))
-    dw = intervention.new_weights(w, betas) - w
     n = a.shape[0]
+    effects = torch.zeros(len(parents), n, dtype=base.dtype)
+    active = torch.nonzero(edge_pairs(module, targets, parents)[0].any(0)).flatten()
     chunk = max(1, max_batch // n)
-    effects = []
-    for i in range(0, len(parents), chunk):
-        js = parents[i:i + chunk]
-        delta = parent_contributions(module, a, dw, js, n_parents)          # (k, N, |T|, ...)
+    for i in range(0, len(active), chunk):
+        pos = active[i:i + chunk]
+        js = parents[pos]
+        w, exists = edge_weights(module, n_parents, targets, js)             # (|T|, k, ...)
+        dw = intervention.new_weights(w, None if betas is None else betas[:, js]) - w
+        dw = dw * exists.view(*exists.shape, *([1] * (w.dim() - 2))).to(w.dtype)
+        delta = parent_contributions(module, a, dw, js, n_parents)         # (k, N, |T|, ...) / (k, N, ..., |T|)
         zk = z.unsqueeze(0).repeat(len(js), *([1] * z.dim()))
-        zk[:, :, targets] += delta
+        if isinstance(module, nn.Linear):
+            zk[..., targets] += delta
+        else:
+            zk[:, :, targets] += delta
         logits = traced.run_from(layer, zk.reshape(len(js) * n, *z.shape[1:]), len(js))
-        effects.append(logits[:, class_index].view(len(js), n) - base)
-    return torch.cat(effects)
+        effects[pos] = logits[:, class_index].view(len(js), n) - base
+    return effects
 
 
 @torch.no_grad()
@@ -261,14 +338,19 @@ def naive_effects(model: nn.Module, layer: str, class_index: int, x: torch.Tenso
     out = torch.zeros(len(parents), len(x))
     for pi, j in enumerate(parents):
         m2 = copy.deepcopy(model)
-        w = _edge_slices(dict(m2.named_modules())[layer].weight.data, n_parents)
+        module = dict(m2.named_modules())[layer]
+        w = _edge_slices(module.weight.data, n_parents)
+        groups = getattr(module, "groups", 1)
+        cin, cout = n_parents // groups, _out_nodes(module) // groups
         for ti, t in enumerate(targets):
+            if t // cout != j // cin:   # grouped conv: no edge between groups
+                continue
             b = None if betas is None else betas[ti:ti + 1, j:j + 1]
-            w[t, j] = intervention.new_weights(w[t:t + 1, j:j + 1], b)[0, 0]
+            w[t, j % cin] = intervention.new_weights(w[t:t + 1, j % cin:j % cin + 1], b)[0, 0]
         for i in range(len(x)):
             out[pi, i] = m2(x[i:i + 1])[0, class_index] - base[i]
     return out
 
 
 __all__ = ["Intervention", "TracedModel", "treatment_effects", "naive_effects", "parent_contributions",
-           "layer_parents"]
+           "layer_parents", "check_layer", "edge_pairs", "edge_weights"]

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .discovery import ClassGraph, graph_files
-from .interventions import TracedModel, _edge_slices
+from .interventions import TracedModel, _edge_slices, _out_nodes, edge_pairs, edge_weights
 
 
 @dataclass
@@ -43,11 +43,10 @@ def masked(model: nn.Module, masks: list[LayerMask], n_parents: dict[str, int]):
                 continue
             view = _edge_slices(w.data, n_parents[m.layer])
             parents = torch.as_tensor(m.parents, dtype=torch.long)
-            if m.targets is None:
-                view[:, parents] = 0
-            else:
-                targets = torch.as_tensor(m.targets, dtype=torch.long)
-                view[targets[:, None], parents[None, :]] = 0
+            targets = torch.arange(view.shape[0]) if m.targets is None else torch.as_tensor(m.targets, dtype=torch.long)
+            exists, cols = edge_pairs(modules[m.layer], targets, parents)   # grouped convs: own group only
+            t_idx, j_idx = torch.nonzero(exists, as_tuple=True)
+            view[targets[t_idx], cols[j_idx]] = 0
         yield model
     finally:
         for w, original in reversed(saved):
@@ -68,7 +67,8 @@ def critical_order(graph: ClassGraph, layer: str) -> list[int]:
 
 def magnitude_order(model: nn.Module, layer: str, n_parents: int) -> list[int]:
     """Parents by decreasing L1 norm of their outgoing weights (the weight-magnitude baseline)."""
-    w = _edge_slices(dict(model.named_modules())[layer].weight.detach(), n_parents)
+    module = dict(model.named_modules())[layer]
+    w, _ = edge_weights(module, n_parents, torch.arange(_out_nodes(module)), torch.arange(n_parents))
     norms = w.abs().transpose(0, 1).reshape(n_parents, -1).sum(1)
     return torch.argsort(norms, descending=True, stable=True).tolist()
 
