@@ -38,13 +38,13 @@ from causal_interp import config, data, models, plotting, training
 
 cfg = config.stage_config(params, stage)          # validates: unknown dataset/model or bad values stop here
 data_cfg = config.data_config(params)
-data.check_present(data_cfg.root, cfg.dataset)  # missing data stops here, with the command to fetch it
+data.check_present(data_cfg, cfg.dataset)  # missing data stops here, with the command to fetch it
 model_path = Path(models_dir) / f"{stage}.pt"
 out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
 training.set_threads(cfg.threads)
 print(cfg)"""),
     ("md", "## Data\nThe full official training set trains the model; the full official test set measures accuracy here (later stages split it into a discovery half and an evaluation half)."),
-    ("code", """ds = data.load_dataset(cfg.dataset, data_cfg.root, cfg.image_size, cfg.train_subset, cfg.test_subset, seed=cfg.seed)
+    ("code", """ds = data.load_dataset(cfg.dataset, data_cfg, cfg.image_size, cfg.train_subset, cfg.test_subset, seed=cfg.seed)
 print(f"{ds.name}: train {tuple(ds.x_train.shape)}, test {tuple(ds.x_test.shape)}, classes {ds.classes}")
 first = [int((ds.y_train == c).nonzero()[0]) for c in range(ds.num_classes) if (ds.y_train == c).any()]
 fig = plotting.image_grid(ds.x_train[first].float() / 255, [ds.classes[int(ds.y_train[i])] for i in first],
@@ -95,13 +95,16 @@ if cfg.model == "lenet":
     notes.append("Architecture and 32×32 resizing follow the authors' code; the optimiser settings are ours "
                  "(the paper does not give them).")
 else:
-    notes.append(f"The paper fine-tunes an **ImageNet-pretrained** {cfg.model} on CIFAR-10. "
-                 + ("Here the timm ImageNet weights were loaded (`pretrained: true`)." if cfg.pretrained else
-                    "ImageNet weights cannot be downloaded on this offline machine, so this model is "
-                    "**trained from scratch** (`pretrained: false`); set `pretrained: true` online to follow the paper."))
-    notes.append(f"The architecture is timm's unmodified `{cfg.model}` (ImageNet stem: 7×7 stride-2 conv + max-pool). "
-                 f"CIFAR-10 images are upsampled to {cfg.image_size}×{cfg.image_size} so the last stage keeps a "
-                 f"{max(1, cfg.image_size // 32)}×{max(1, cfg.image_size // 32)} spatial map; the paper does not say which resolution it used.")
+    paper = (f"The paper's four-architecture study (figs. 9-11) uses an **ImageNet-pretrained** {cfg.model} on ImageNet. "
+             if stage.startswith("arch_") else f"The paper fine-tunes an **ImageNet-pretrained** {cfg.model} on CIFAR-10. ")
+    notes.append(paper + ("Here the timm ImageNet weights were loaded (`pretrained: true`)." if cfg.pretrained else
+                          "ImageNet weights cannot be downloaded on this offline machine, so this model is "
+                          "**trained from scratch** (`pretrained: false`) for a short epoch budget; set `pretrained: true` "
+                          "(and `dataset: imagenet`) online to follow the paper."))
+    notes.append(f"The architecture is timm's unmodified `{cfg.model}` (its ImageNet stem and stride-32 downsampling). "
+                 f"Images are used at {cfg.image_size}×{cfg.image_size}, so the last stage keeps a "
+                 f"{max(1, cfg.image_size // 32)}×{max(1, cfg.image_size // 32)} spatial map; the paper does not say which resolution it used for CIFAR-10.")
+if cfg.dataset == "cifar10":
     notes.append("The CIFAR-10 pixels come from the offline mirror when fetched from it: 6,102 images are byte-exact "
                  "and the rest were decoded from JPEG copies (PSNR ≈ 30 dB against the originals; see "
                  "`shared/datasets/SOURCES.md`), so accuracies are not exactly comparable to the official data.")
@@ -783,16 +786,18 @@ display(Markdown("\\n".join(lines)))"""),
 
 
 def build(name, cells):
+    """The notebook `name`; cell ids are `<stem>-<position>`, so regenerating an unchanged notebook is a no-op."""
     nb = new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    for kind, src in cells:
+    for i, (kind, src) in enumerate(cells):
         if kind == "md":
-            nb.cells.append(new_markdown_cell(src))
+            c = new_markdown_cell(src)
         else:
             c = new_code_cell(src)
             if kind == "params":
                 c.metadata["tags"] = ["parameters"]
-            nb.cells.append(c)
+        c.id = f"{Path(name).stem.replace('_', '-')}-{i}"
+        nb.cells.append(c)
     return nb
 
 

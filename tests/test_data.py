@@ -107,3 +107,67 @@ def test_load_halves_reads_only_the_test_set_and_splits_it(fake_root):
     assert sorted(h.discovery.tolist() + h.evaluation.tolist()) == list(range(80))
     d, _ = data.split_test(80, 0.25, 0)
     assert h.discovery.tolist() == d.tolist()
+
+
+def make_image_folder(root, classes=("n01440764", "n01443537", "n01484850"), val=4, train=2, seed=0):
+    """A tiny ImageNet-style folder: val/<wnid>/*.JPEG (and train/) of random sizes."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for split, count in (("val", val), ("train", train)):
+        for c in classes:
+            (root / split / c).mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                h, w = rng.integers(40, 90, size=2)
+                Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(root / split / c / f"{c}_{i}.JPEG",
+                                                                                      format="PNG")
+    (root / "val" / "README.txt").write_text("not a class")
+    return root
+
+
+def test_imagenet_folder_selected_classes_keep_their_index(tmp_path):
+    from causal_interp.config import DataConfig
+
+    root = make_image_folder(tmp_path / "imagenet")
+    cfg = DataConfig(imagenet={"root": str(root), "classes": ["n01484850", "n01440764"]})
+    ds = data.load_dataset("imagenet", cfg, image_size=32)
+    assert ds.classes == ["n01440764", "n01443537", "n01484850"] and ds.num_classes == 3
+    assert ds.x_test.shape == (8, 3, 32, 32) and ds.x_test.dtype == torch.uint8
+    assert sorted(set(ds.y_test.tolist())) == [0, 2] and ds.x_train.shape[0] == 4
+    halves = data.load_halves({"dataset": "imagenet", "image_size": 32}, cfg)
+    assert len(halves.discovery) == 4 and len(halves.evaluation) == 4 and len(halves.data.x_train) == 0
+    assert not set(halves.discovery.tolist()) & set(halves.evaluation.tolist())
+    all_classes = data.load_dataset("imagenet", DataConfig(imagenet={"root": str(root), "classes": None}), 24)
+    assert all_classes.x_test.shape == (12, 3, 24, 24)
+
+
+def test_imagenet_folder_errors_are_clear(tmp_path):
+    from causal_interp.config import ConfigError, DataConfig, from_dict
+
+    with pytest.raises(DataError, match="needs data.imagenet.root"):
+        data.check_present(DataConfig(), "imagenet")
+    with pytest.raises(DataError, match="has no val/ folder"):
+        data.check_present(DataConfig(imagenet={"root": str(tmp_path), "classes": None}), "imagenet")
+    root = make_image_folder(tmp_path / "imagenet", val=1, train=0)
+    with pytest.raises(DataError, match=r"no class folder for \['n02085620'\]"):
+        data.check_present(DataConfig(imagenet={"root": str(root), "classes": ["n02085620"]}), "imagenet")
+    with pytest.raises(ConfigError, match="imagenet: unknown keys"):
+        from_dict(DataConfig, {"imagenet": {"root": "x", "clases": []}}, "data")
+    with pytest.raises(ConfigError, match="list of class folder names"):
+        from_dict(DataConfig, {"imagenet": {"root": "x", "classes": "n01440764"}}, "data")
+
+
+def test_imagenet_folder_graph_of_a_random_timm_model(tmp_path):
+    """The ImageNet option end to end on a fake folder: halves -> random resnet18 -> class graph."""
+    from causal_interp import discovery, models
+    from causal_interp.config import DataConfig
+
+    root = make_image_folder(tmp_path / "imagenet", val=6, train=0)
+    cfg = DataConfig(imagenet={"root": str(root), "classes": None}, discovery_fraction=0.5)
+    halves = data.load_halves({"dataset": "imagenet", "image_size": 32}, cfg)
+    torch.manual_seed(0)
+    model = models.build_model("resnet18", halves.data.num_classes).eval()
+    x = halves.x[halves.discovery][:4]
+    g = discovery.discover_class_graph(model, x, 2, class_name=halves.data.classes[2])
+    assert [lg.layer for lg in g.layers][0] == "fc" and g.class_name == "n01484850" and g.n_examples == 4
+    assert g.layers[0].n_parents == 512

@@ -105,10 +105,19 @@ class DataConfig:
     root: str = "data"
     discovery_fraction: float = 0.5
     split_seed: int = 0
+    # ImageNet-style folder for `dataset: imagenet`: {root: DIR with val/<wnid>/ (and train/<wnid>/),
+    # classes: null (all) or a list of wnids to load, e.g. the 10 animal classes of the repair study}
+    imagenet: dict = field(default_factory=lambda: {"root": None, "classes": None})
 
     def validate(self, section: str) -> None:
         if not 0.0 < self.discovery_fraction < 1.0:
             raise ConfigError(f"{section}.discovery_fraction must be in (0, 1), got {self.discovery_fraction}")
+        unknown = set(self.imagenet) - {"root", "classes"}
+        if unknown:
+            raise ConfigError(f"{section}.imagenet: unknown keys {sorted(unknown)} (known: root, classes)")
+        classes = self.imagenet.get("classes")
+        if classes is not None and (not isinstance(classes, list) or not all(isinstance(c, str) for c in classes)):
+            raise ConfigError(f"{section}.imagenet.classes must be null or a list of class folder names (wnids)")
 
 
 @dataclass
@@ -145,7 +154,9 @@ class TrainConfig:
         check_model_name(self.model, key=f"{section}.model")
         if self.optimizer not in ("adam", "sgd"):
             raise ConfigError(f"{section}.optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
-        for name in ("epochs", "batch_size", "image_size"):
+        if self.epochs < (0 if self.pretrained else 1):
+            raise ConfigError(f"{section}.epochs must be >= 1 (0 only with pretrained: true, to use the weights as they are)")
+        for name in ("batch_size", "image_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{section}.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("train_subset", "test_subset"):

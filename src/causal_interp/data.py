@@ -4,6 +4,8 @@ Layout under the data root (what `data.dvc` pins):
     MNIST/raw/*.gz (+ the idx files torchvision extracts from them)
     cifar10/cifar10.npz          when filled from the offline mirror (see shared/datasets/SOURCES.md)
     cifar-10-batches-py/         when downloaded by torchvision
+ImageNet is not fetched: `data.imagenet.root` points at an ImageNet-style folder (`train/<wnid>/*.JPEG`,
+`val/<wnid>/*.JPEG`, e.g. the official validation set sorted into class folders); see `load_image_folder`.
 
 Tensors are kept as uint8 (N, C, H, W) at the working resolution; `ImageData.normalize` turns a batch
 into the float input of the model. The official test set is split, seeded, into a discovery half
@@ -38,7 +40,10 @@ DATASETS = {
                   classes=[str(i) for i in range(10)]),
     "cifar10": dict(channels=3, native_size=32, mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616),
                     classes=["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]),
+    "imagenet": dict(channels=3, native_size=224, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
+                     classes=None),   # the class folders of data.imagenet.root, sorted (ImageNet-1k index order)
 }
+IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".webp"}
 
 
 class DataError(RuntimeError):
@@ -87,6 +92,9 @@ def fetch(root: str | Path = "data", mirror: str | Path | None = None, datasets=
     for name in datasets:
         if name not in DATASETS:
             raise DataError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}")
+        if name == "imagenet":
+            raise DataError("ImageNet is not fetched (it needs a licence): point data.imagenet.root at an "
+                            "ImageNet-style folder in params.yaml")
         if name == "mnist":
             if mirror is not None:
                 for fname, md5 in MNIST_FILES.items():
@@ -110,11 +118,14 @@ def fetch(root: str | Path = "data", mirror: str | Path | None = None, datasets=
     return log
 
 
-def check_present(root: str | Path, name: str) -> None:
-    """Fail early, with the command to run, when a dataset is missing from `root`."""
-    root = Path(root)
+def check_present(root, name: str) -> None:
+    """Fail early, with the command to run, when a dataset is missing from `root` (a folder, or a DataConfig)."""
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}")
+    if name == "imagenet":
+        image_folder_classes(root)
+        return
+    root = Path(root if isinstance(root, (str, Path)) else root.root)
     if name == "mnist":
         missing = [f for f in MNIST_FILES if not (root / "MNIST/raw" / f).exists()]
         ok = not missing and (root / "MNIST/raw/t10k-images-idx3-ubyte").exists()
@@ -177,19 +188,87 @@ def _subset(x, y, n, seed):
     return x[idx], y[idx]
 
 
-def load_dataset(name: str, root: str | Path = "data", image_size: int | None = None,
+def _imagenet_settings(cfg) -> tuple[Path, list | None]:
+    settings = getattr(cfg, "imagenet", None) or {}
+    if not settings.get("root"):
+        raise DataError("dataset imagenet needs data.imagenet.root: an ImageNet-style folder with "
+                        "val/<wnid>/*.JPEG (and train/<wnid>/ to train); nothing is downloaded")
+    return Path(settings["root"]), settings.get("classes")
+
+
+def image_folder_classes(cfg) -> list[str]:
+    """The class folders (wnids) of the ImageNet-style folder `cfg.imagenet['root']`, sorted; checks that
+    `val/` exists and that every selected class (`cfg.imagenet['classes']`) has a folder."""
+    root, selected = _imagenet_settings(cfg)
+    if not (root / "val").is_dir():
+        raise DataError(f"ImageNet folder {root} has no val/ folder (expected val/<wnid>/*.JPEG)")
+    classes = sorted(p.name for p in (root / "val").iterdir() if p.is_dir())
+    missing = [c for c in (selected or []) if c not in classes]
+    if not classes or missing:
+        raise DataError(f"ImageNet folder {root}/val: " + (f"no class folder for {missing}" if classes else "no class folders"))
+    return classes
+
+
+def load_image_folder(cfg, image_size: int) -> tuple[list[str], tuple, tuple]:
+    """ImageNet-style folder as uint8 tensors: (classes, (x_train, y_train), (x_val, y_val)).
+
+    Labels are the indices of the sorted class folders of val/ (for the full ImageNet-1k folder: the
+    standard class indices, so timm's pretrained 1000-class heads apply unchanged). With
+    `data.imagenet.classes` (a list of wnids, e.g. the 10 animal classes of the repair study) only the
+    images of those classes are loaded; their labels keep the full index. Images are resized (shorter
+    side to image_size * 256/224) and centre-cropped to image_size, as timm evaluates. `train/` may be absent.
+    """
+    from PIL import Image
+
+    classes = image_folder_classes(cfg)
+    root, selected = _imagenet_settings(cfg)
+    keep = [c for c in classes if selected is None or c in selected]
+    resize = int(round(image_size * 256 / 224))
+
+    def read(split):
+        xs, ys = [], []
+        for c in keep:
+            folder = root / split / c
+            files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
+            for f in files:
+                img = Image.open(f).convert("RGB")
+                w, h = img.size
+                scale = resize / min(w, h)
+                img = img.resize((max(resize, round(w * scale)), max(resize, round(h * scale))), Image.BILINEAR)
+                left, top = (img.size[0] - image_size) // 2, (img.size[1] - image_size) // 2
+                img = img.crop((left, top, left + image_size, top + image_size))
+                xs.append(torch.from_numpy(np.asarray(img).transpose(2, 0, 1).copy()))
+                ys.append(classes.index(c))
+        if not xs:
+            return torch.empty(0, 3, image_size, image_size, dtype=torch.uint8), torch.empty(0, dtype=torch.long)
+        return torch.stack(xs), torch.tensor(ys, dtype=torch.long)
+
+    val = read("val")
+    if not len(val[1]):
+        raise DataError(f"no images under {root}/val for classes {keep[:5]}")
+    return classes, read("train"), val
+
+
+def load_dataset(name: str, root="data", image_size: int | None = None,
                  train_subset: int | None = None, test_subset: int | None = None, seed: int = 0,
                  test_only: bool = False) -> ImageData:
     """Load a dataset into memory at `image_size` (default: native size; MNIST is 32 in the paper).
 
+    `root`: the data root folder, or the `data` DataConfig (needed for imagenet: `data.imagenet`).
     `train_subset` / `test_subset` draw seeded random subsets (for the smoke profile and tests);
     `test_only` leaves the training set empty (the stages after training only read the test set).
+    For imagenet the "test set" is the validation folder.
     """
     import torchvision
 
     check_present(root, name)
     info = DATASETS[name]
-    root = Path(root)
+    if name == "imagenet":
+        classes, (x_train, y_train), (x_test, y_test) = load_image_folder(root, image_size or info["native_size"])
+        x_train, y_train = _subset(x_train, y_train, 0 if test_only else train_subset, seed)
+        x_test, y_test = _subset(x_test, y_test, test_subset, seed + 1)
+        return ImageData(name, classes, x_train, y_train, x_test, y_test, info["mean"], info["std"])
+    root = Path(root if isinstance(root, (str, Path)) else root.root)
     if name == "mnist":
         tr = torchvision.datasets.MNIST(root, train=True, download=False)
         te = torchvision.datasets.MNIST(root, train=False, download=False)
@@ -236,7 +315,7 @@ class Halves:
 
 def load_halves(info: dict, cfg) -> Halves:
     """Test set of a trained model (`models.model_info`: dataset, image_size) split as `cfg` (DataConfig) says."""
-    ds = load_dataset(info["dataset"], cfg.root, info["image_size"], test_only=True)
+    ds = load_dataset(info["dataset"], cfg, info["image_size"], test_only=True)
     disc, ev = split_test(len(ds.y_test), cfg.discovery_fraction, cfg.split_seed)
     return Halves(ds, ds.normalize(ds.x_test), ds.y_test, torch.from_numpy(disc), torch.from_numpy(ev))
 

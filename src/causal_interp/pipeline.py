@@ -36,6 +36,10 @@ def stage_parameters(stage: str, params: dict, reports: Path, models: Path, chec
     data = dict(params.get("data", {}))
     root = Path(data.get("root", "data"))
     data["root"] = str(root if root.is_absolute() else REPO / root)
+    imagenet = dict(data.get("imagenet") or {})
+    if imagenet.get("root") and not Path(imagenet["root"]).is_absolute():
+        imagenet["root"] = str(REPO / imagenet["root"])
+        data["imagenet"] = imagenet
     return {
         "stage": stage,
         "params": {"seed": params.get("seed", 0), "data": data, stage: params[stage]},

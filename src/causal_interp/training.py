@@ -79,6 +79,8 @@ def train(model: nn.Module, data: ImageData, cfg: TrainConfig, checkpoint: str |
     model.to(memory_format=torch.channels_last)
     n = len(data.y_train)
     steps_per_epoch = (n + cfg.batch_size - 1) // cfg.batch_size
+    if cfg.epochs == 0:   # pretrained weights used as they are
+        return {"history": []}
     if cfg.optimizer == "adam":
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         sched = None
