@@ -145,7 +145,7 @@ from causal_interp import config, data, discovery, explanations, interventions, 
 cfg = config.from_dict(discovery.DiscoveryConfig, params[stage], stage)
 data_cfg = config.data_config(params)
 out, figs = pipeline.output_dirs(out_dir)
-graphs_dir = out.parent / "graphs"
+graphs_dir = out.parent / cfg.graphs_dir
 training.set_threads(cfg.threads)
 model_paths = {m: Path(models_dir) / f"{m}.pt" for m in cfg.models}
 infos = {m: models.model_info(p) for m, p in model_paths.items()}   # missing model file stops here
@@ -318,7 +318,7 @@ from causal_interp.discovery import ClassGraph
 cfg = config.from_dict(reliability.ReliabilityConfig, params[stage], stage)
 data_cfg = config.data_config(params)
 out, figs = pipeline.output_dirs(out_dir)
-graphs_dir = out.parent / "graphs"
+graphs_dir = out.parent / cfg.graphs_dir
 training.set_threads(cfg.threads)
 sweeps, graph_files = {}, {}
 for m, values in cfg.models.items():
@@ -426,7 +426,7 @@ out_dir = "reports/fidelity"
 models_dir = "models"
 checkpoint_dir = ".cache/checkpoints"
 """),
-    ("code", 'import dataclasses, json, time\nfrom pathlib import Path\n\nimport numpy as np\nimport pandas as pd\nimport seaborn as sns\nimport torch\nfrom IPython.display import Markdown, display\n\nfrom causal_interp import config, masking, pipeline, plotting, training\n\ncfg = config.from_dict(masking.MaskingConfig, params[stage], stage)\ndata_cfg = config.data_config(params)\nout, figs = pipeline.output_dirs(out_dir)\ntraining.set_threads(cfg.threads)\nsetups = {m: masking.load_setup(m, Path(models_dir), out.parent / "graphs" / m / cfg.graph_test,\n                                cfg.classes, data_cfg) for m in cfg.models}   # missing model/graphs, bad classes stop here\nprint(cfg)'),
+    ("code", 'import dataclasses, json, time\nfrom pathlib import Path\n\nimport numpy as np\nimport pandas as pd\nimport seaborn as sns\nimport torch\nfrom IPython.display import Markdown, display\n\nfrom causal_interp import config, masking, pipeline, plotting, training\n\ncfg = config.from_dict(masking.MaskingConfig, params[stage], stage)\ndata_cfg = config.data_config(params)\nout, figs = pipeline.output_dirs(out_dir)\ntraining.set_threads(cfg.threads)\nsetups = {m: masking.load_setup(m, Path(models_dir), out.parent / cfg.graphs_dir / m / cfg.graph_test,\n                                cfg.classes, data_cfg) for m in cfg.models}   # missing model/graphs, bad classes stop here\nprint(cfg)'),
     ("code", """rows = []
 t0 = time.perf_counter()
 for m, su in setups.items():
@@ -501,7 +501,7 @@ out_dir = "reports/repair"
 models_dir = "models"
 checkpoint_dir = ".cache/checkpoints"
 """),
-    ("code", 'import dataclasses, json, time\nfrom pathlib import Path\n\nimport numpy as np\nimport pandas as pd\nimport seaborn as sns\nimport torch\nfrom IPython.display import Markdown, display\n\nfrom causal_interp import config, masking, pipeline, plotting, training\n\ncfg = config.from_dict(masking.MaskingConfig, params[stage], stage)\ndata_cfg = config.data_config(params)\nout, figs = pipeline.output_dirs(out_dir)\ntraining.set_threads(cfg.threads)\nsetups = {m: masking.load_setup(m, Path(models_dir), out.parent / "graphs" / m / cfg.graph_test,\n                                cfg.classes, data_cfg) for m in cfg.models}   # missing model/graphs, bad classes stop here\nprint(cfg)'),
+    ("code", 'import dataclasses, json, time\nfrom pathlib import Path\n\nimport numpy as np\nimport pandas as pd\nimport seaborn as sns\nimport torch\nfrom IPython.display import Markdown, display\n\nfrom causal_interp import config, masking, pipeline, plotting, training\n\ncfg = config.from_dict(masking.MaskingConfig, params[stage], stage)\ndata_cfg = config.data_config(params)\nout, figs = pipeline.output_dirs(out_dir)\ntraining.set_threads(cfg.threads)\nsetups = {m: masking.load_setup(m, Path(models_dir), out.parent / cfg.graphs_dir / m / cfg.graph_test,\n                                cfg.classes, data_cfg) for m in cfg.models}   # missing model/graphs, bad classes stop here\nprint(cfg)'),
     ("code", """rows = []
 t0 = time.perf_counter()
 for m, su in setups.items():
@@ -593,6 +593,9 @@ if len(corr):
     lines.append(f"* **Correction** ({cfg.correction_model}, {pair}): "
                  f"{int(corr.corrected.sum())} of {len(corr)} corrected; mean true-class probability "
                  f"{corr.true_prob_before.mean():.3f} -> {corr.true_prob_after.mean():.3f} (earlier paper: restored with near-certainty).")
+elif cfg.correction_model is None:
+    metrics["correction"] = None
+    lines.append("* **Correction**: not run (`correction_model: null`).")
 else:
     metrics["correction"] = {"model": cfg.correction_model, "examples": 0}
     lines.append(f"* **Correction**: no evaluation example of class {cfg.correction_true} is predicted as {cfg.correction_predicted}.")
@@ -648,7 +651,7 @@ out, figs = pipeline.output_dirs(out_dir)
 training.set_threads(cfg.threads)
 setups, explainers, examples, skipped = {}, {}, {}, {}
 for m in cfg.models:   # missing model/graphs, classes without a graph, unknown layer: all stop here
-    su = masking.load_setup(m, Path(models_dir), out.parent / "graphs" / m / cfg.graph_test, cfg.classes, data_cfg)
+    su = masking.load_setup(m, Path(models_dir), out.parent / cfg.graphs_dir / m / cfg.graph_test, cfg.classes, data_cfg)
     layer = evaluation.map_layer(su.model, next(iter(su.graphs.values())), cfg.layers.get(m))
     explainers[m] = {"Causal": evaluation.CausalExplainer(su.model, su.graphs, layer),
                      **{b: baselines.explainer(b, su.model, cfg.baseline_config) for b in cfg.methods if b != "Causal"}}
@@ -677,7 +680,7 @@ for m, su in setups.items():
     x, y, idx = examples[m]
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("models", "threads", "methods", "bootstrap")}
     key = hashlib.sha256(json.dumps([settings, file_md5(Path(models_dir) / f"{m}.pt"), idx.tolist(), explainers[m]["Causal"].layer,
-                                     sorted(file_md5(p) for p in (out.parent / "graphs" / m / cfg.graph_test).glob("class_*.json"))],
+                                     sorted(file_md5(p) for p in (out.parent / cfg.graphs_dir / m / cfg.graph_test).glob("class_*.json"))],
                                     sort_keys=True, default=str).encode()).hexdigest()[:12]
     for method in cfg.methods:
         r = evaluation.evaluate_method(method, explainers[m][method], cfg, su.model, x, y,

@@ -10,8 +10,24 @@ from causal_interp import pipeline
 
 from .conftest import REPO
 
-STAGES = {name: spec for name, spec in yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"].items()
-          if spec["cmd"].startswith("python -m causal_interp.pipeline")}
+
+
+def expanded_stages() -> dict:
+    """dvc.yaml's stages with `foreach` stages expanded over their params.yaml list (`name@item`)."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    stages = {}
+    for name, spec in yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"].items():
+        if "foreach" in spec:
+            items = params[spec["foreach"].strip("${}")]
+            text = yaml.safe_dump(spec["do"])
+            for item in items:
+                stages[item] = yaml.safe_load(text.replace("${item}", item))
+        else:
+            stages[name] = spec
+    return {name: spec for name, spec in stages.items() if spec["cmd"].startswith("python -m causal_interp.pipeline")}
+
+
+STAGES = expanded_stages()
 
 
 def stage_notebook(stage):

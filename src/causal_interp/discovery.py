@@ -278,6 +278,7 @@ class DiscoveryConfig:
     b: float = 0.0
     eps: float = 0.01
     layers: dict = field(default_factory=dict)   # training stage -> explicit layer chain
+    graphs_dir: str = "graphs"           # graphs are written to reports/<graphs_dir>/<model>/<test>/
     figure_class: int = 3                # class shown in figs. 3-6
     max_batch: int = 4096
     seed: int = 0

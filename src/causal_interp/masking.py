@@ -165,11 +165,12 @@ class MaskingConfig:
 
     models: list
     classes: list | None = None          # null: every class with a graph
-    graph_test: str = "paired"           # which discovered graphs (reports/graphs/<model>/<test>)
+    graph_test: str = "paired"           # which discovered graphs (reports/<graphs_dir>/<model>/<test>)
+    graphs_dir: str = "graphs"
     shares: list = None                  # shares of each layer's parents (fidelity) / of D (repair) to mask
     random_draws: int = 3
     all_classes_examples: int | None = 1000   # repair: evaluation examples for the all-classes accuracy
-    correction_model: str = "train_lenet"
+    correction_model: str | None = "train_lenet"   # null: no correction experiment
     correction_true: int = 3
     correction_predicted: int = 8
     correction_fallback: bool = True     # no such error: use every misclassified example of the true class

@@ -40,6 +40,7 @@ class ReliabilityConfig:
 
     models: dict = field(default_factory=dict)   # training stage -> SweepConfig fields
     graph_test: str = "paired"       # which discovered graphs (reports/graphs/<model>/<test>) are the reference
+    graphs_dir: str = "graphs"        # reports/<graphs_dir>/<model>/<graph_test>/
     b_min: float = 0.01
     b_max: float = 0.5
     runs_per_b: int = 10
