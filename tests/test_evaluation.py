@@ -171,3 +171,20 @@ def test_map_layer_defaults_to_the_last_conv_layer(known):
     net, x, graphs = known
     assert evaluation.map_layer(net, graphs[0]) == "conv2"
     assert evaluation.map_layer(net, graphs[0], "conv1") == "conv1"
+
+
+def test_all_negative_raw_maps_score_nan_instead_of_stopping():
+    from causal_interp.evaluation import EvaluationConfig, score
+    from causal_interp.models import LeNet
+
+    torch.manual_seed(0)
+    model = LeNet().eval()
+    x = np.random.default_rng(0).normal(size=(3, 1, 32, 32)).astype(np.float32)
+    y = np.array([1, 2, 3])
+
+    def negative(model=None, inputs=None, targets=None, **kwargs):
+        return -np.random.default_rng(1).uniform(0.1, 1.0, size=(len(inputs), 1, 32, 32)).astype(np.float32)
+
+    cfg = EvaluationConfig(models=["m"], le_samples=2)
+    out = score("LE", "paper", cfg, model, x, y, negative)
+    assert out.shape == (3,) and np.isnan(out).all()

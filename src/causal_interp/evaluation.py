@@ -189,12 +189,20 @@ def replace_segment(arr: np.ndarray, mask: np.ndarray, **kwargs) -> np.ndarray:
 def score(name: str, setting: str, cfg: EvaluationConfig, model: nn.Module, x: np.ndarray, y: np.ndarray,
           explain) -> np.ndarray:
     """Per-example scores of one method: one Quantus metric call, with numpy's global RNG (Quantus' noise)
-    seeded from `cfg.seed` so that every method sees the same perturbations."""
+    seeded from `cfg.seed` so that every method sees the same perturbations.
+
+    Quantus refuses a batch whose raw attributions are all negative (possible in the `paper` setting, where
+    baselines are scored unnormalised); its examples then score NaN (left out of the medians) instead of
+    stopping the stage."""
     state = np.random.get_state()
     np.random.seed(cfg.seed)
     try:
         out = metric(name, setting, cfg)(model=model, x_batch=x, y_batch=y, a_batch=None, explain_func=explain,
                                          explain_func_kwargs={}, device="cpu", batch_size=cfg.batch_size)
+    except AssertionError as e:
+        if "should not all be less than zero" not in str(e):
+            raise
+        out = np.full(len(x), np.nan)
     finally:
         np.random.set_state(state)
     return np.asarray(out, dtype=float)
