@@ -768,7 +768,8 @@ lines = [f"* **{f['model']}: {f['method']} failed** (the library cannot handle t
 for m in setups:
     metrics["models"][m] = {"examples": int(len(examples[m][1])), "layer": explainers[m]["Causal"].layer}
     for setting in evaluation.SETTINGS:
-        per = {met: {meth: summary[(m, setting, met, meth)] for meth in cfg.methods} for met in evaluation.METRICS}
+        per = {met: {meth: summary[(m, setting, met, meth)] for meth in cfg.methods if (m, setting, met, meth) in summary}
+               for met in evaluation.METRICS}
         le, irof = evaluation.le_claim(per["LE"]), evaluation.irof_claim(per["IROF"])
         metrics["models"][m][setting] = {"medians": {met: {k: v[0] for k, v in d.items()} for met, d in per.items()},
                                          "ci95": {met: {k: v[1:] for k, v in d.items()} for met, d in per.items()},
@@ -779,7 +780,7 @@ for m in setups:
             f"{le['best_other']} {per['LE'][le['best_other']][0]:.3g}: lowest LE by a wide margin "
             f"**{'holds' if le['holds'] else 'does NOT hold'}** ({'lowest' if le['lowest'] else 'not lowest'}, "
             f"{'interval clear of every other method' if le['separated'] else 'intervals overlap'}). "
-            f"Causal IROF median {c_irof[0]:.3g} [{c_irof[1]:.3g}, {c_irof[2]:.3g}], rank {irof['rank']} of {len(cfg.methods)}; "
+            f"Causal IROF median {c_irof[0]:.3g} [{c_irof[1]:.3g}, {c_irof[2]:.3g}], rank {irof['rank']} of {len(per['IROF'])}; "
             f"best other {irof['best_other']} {per['IROF'][irof['best_other']][0]:.3g}"
             + (f", MWP {per['IROF']['ExcitationBackprop'][0]:.3g}" if "ExcitationBackprop" in per["IROF"] else "")
             + f": IROF best or on par **{'holds' if irof['holds'] else 'does NOT hold'}**.")
