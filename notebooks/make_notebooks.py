@@ -169,7 +169,7 @@ for m in cfg.models:
     for test in [cfg.test] + ([cfg.compare_test] if cfg.compare_test and cfg.compare_test != cfg.test else []):
         settings = dict(dataclasses.asdict(cfg), test=test, model_md5=file_md5(model_paths[m]),
                         split=[data_cfg.discovery_fraction, data_cfg.split_seed])
-        for k in ("classes", "models", "compare_test", "figure_class", "threads", "max_batch"):
+        for k in ("classes", "models", "compare_test", "figure_class", "threads", "max_batch", "graphs_dir"):
             settings.pop(k)
         key = f"{m}-{hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]}"
         print(f"== {m} ({info['name']} on {info['dataset']}), test = {test}")
