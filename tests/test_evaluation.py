@@ -188,3 +188,27 @@ def test_all_negative_raw_maps_score_nan_instead_of_stopping():
     cfg = EvaluationConfig(models=["m"], le_samples=2)
     out = score("LE", "paper", cfg, model, x, y, negative)
     assert out.shape == (3,) and np.isnan(out).all()
+
+
+def test_uniform_setting_scores_all_negative_maps_as_their_absolute_values():
+    """Under `uniform` normalisation a map and its negation are the same |a| / max|a| map, so they score alike."""
+    from causal_interp.evaluation import EvaluationConfig, score
+    from causal_interp.models import LeNet
+
+    torch.manual_seed(0)
+    model = LeNet().eval()
+    x = np.random.default_rng(0).normal(size=(3, 1, 32, 32)).astype(np.float32)
+    y = np.array([1, 2, 3])
+
+    def positive(model=None, inputs=None, targets=None, **kwargs):
+        g = np.random.default_rng(int(abs(np.asarray(inputs)).sum() * 1e3) % 2**32)
+        return g.uniform(0.1, 1.0, size=(len(inputs), 1, 32, 32)).astype(np.float32)
+
+    def negative(model=None, inputs=None, targets=None, **kwargs):
+        return -positive(inputs=inputs)
+
+    cfg = EvaluationConfig(models=["m"], le_samples=2)
+    for met in ("LE", "IROF"):
+        neg, pos = score(met, "uniform", cfg, model, x, y, negative), score(met, "uniform", cfg, model, x, y, positive)
+        assert np.isfinite(neg).all()
+        np.testing.assert_array_equal(neg, pos)

@@ -191,9 +191,13 @@ def score(name: str, setting: str, cfg: EvaluationConfig, model: nn.Module, x: n
     """Per-example scores of one method: one Quantus metric call, with numpy's global RNG (Quantus' noise)
     seeded from `cfg.seed` so that every method sees the same perturbations.
 
-    Quantus refuses a batch whose raw attributions are all negative (possible in the `paper` setting, where
-    baselines are scored unnormalised); its examples then score NaN (left out of the medians) instead of
-    stopping the stage."""
+    Quantus checks the raw attributions before it normalises them and refuses a batch that is all negative. In
+    the `uniform` setting the maps are therefore handed over already as |a| / max|a| (`normalised`; Quantus'
+    own normalise + abs then leave them unchanged), so a map of negative responses (e.g. a conv without a ReLU
+    after it) is scored like any other. In the `paper` setting raw baselines may still be all negative: their
+    examples score NaN (left out of the medians) instead of stopping the stage."""
+    if setting == "uniform":
+        explain = normalised(explain)
     state = np.random.get_state()
     np.random.seed(cfg.seed)
     try:
