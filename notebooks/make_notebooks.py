@@ -678,7 +678,7 @@ rows, seconds, failed_methods = [], {}, []
 t_all = time.perf_counter()
 for m, su in setups.items():
     x, y, idx = examples[m]
-    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("models", "threads", "methods", "bootstrap")}
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("models", "threads", "methods", "bootstrap", "graphs_dir")}
     key = hashlib.sha256(json.dumps([settings, file_md5(Path(models_dir) / f"{m}.pt"), idx.tolist(), explainers[m]["Causal"].layer,
                                      sorted(file_md5(p) for p in (out.parent / cfg.graphs_dir / m / cfg.graph_test).glob("class_*.json"))],
                                     sort_keys=True, default=str).encode()).hexdigest()[:12]
