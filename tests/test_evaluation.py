@@ -173,42 +173,42 @@ def test_map_layer_defaults_to_the_last_conv_layer(known):
     assert evaluation.map_layer(net, graphs[0], "conv1") == "conv1"
 
 
-def test_all_negative_raw_maps_score_nan_instead_of_stopping():
-    from causal_interp.evaluation import EvaluationConfig, score
+@pytest.fixture
+def lenet_batch():
+    """A random LeNet, three random inputs and their targets, and a small Quantus configuration."""
+    from causal_interp.evaluation import EvaluationConfig
     from causal_interp.models import LeNet
 
     torch.manual_seed(0)
-    model = LeNet().eval()
     x = np.random.default_rng(0).normal(size=(3, 1, 32, 32)).astype(np.float32)
-    y = np.array([1, 2, 3])
+    return LeNet().eval(), x, np.array([1, 2, 3]), EvaluationConfig(models=["m"], le_samples=2)
 
-    def negative(model=None, inputs=None, targets=None, **kwargs):
-        return -np.random.default_rng(1).uniform(0.1, 1.0, size=(len(inputs), 1, 32, 32)).astype(np.float32)
 
-    cfg = EvaluationConfig(models=["m"], le_samples=2)
-    out = score("LE", "paper", cfg, model, x, y, negative)
+def positive_maps(model=None, inputs=None, targets=None, **kwargs):
+    """Positive random maps, a deterministic function of the inputs (so perturbed inputs get their own maps)."""
+    g = np.random.default_rng(int(abs(np.asarray(inputs)).sum() * 1e3) % 2**32)
+    return g.uniform(0.1, 1.0, size=(len(inputs), 1, 32, 32)).astype(np.float32)
+
+
+def negative_maps(model=None, inputs=None, targets=None, **kwargs):
+    return -positive_maps(inputs=inputs)
+
+
+def test_all_negative_raw_maps_score_nan_instead_of_stopping(lenet_batch):
+    from causal_interp.evaluation import score
+
+    model, x, y, cfg = lenet_batch
+    out = score("LE", "paper", cfg, model, x, y, negative_maps)
     assert out.shape == (3,) and np.isnan(out).all()
 
 
-def test_uniform_setting_scores_all_negative_maps_as_their_absolute_values():
+def test_uniform_setting_scores_all_negative_maps_as_their_absolute_values(lenet_batch):
     """Under `uniform` normalisation a map and its negation are the same |a| / max|a| map, so they score alike."""
-    from causal_interp.evaluation import EvaluationConfig, score
-    from causal_interp.models import LeNet
+    from causal_interp.evaluation import score
 
-    torch.manual_seed(0)
-    model = LeNet().eval()
-    x = np.random.default_rng(0).normal(size=(3, 1, 32, 32)).astype(np.float32)
-    y = np.array([1, 2, 3])
-
-    def positive(model=None, inputs=None, targets=None, **kwargs):
-        g = np.random.default_rng(int(abs(np.asarray(inputs)).sum() * 1e3) % 2**32)
-        return g.uniform(0.1, 1.0, size=(len(inputs), 1, 32, 32)).astype(np.float32)
-
-    def negative(model=None, inputs=None, targets=None, **kwargs):
-        return -positive(inputs=inputs)
-
-    cfg = EvaluationConfig(models=["m"], le_samples=2)
+    model, x, y, cfg = lenet_batch
     for met in ("LE", "IROF"):
-        neg, pos = score(met, "uniform", cfg, model, x, y, negative), score(met, "uniform", cfg, model, x, y, positive)
+        neg = score(met, "uniform", cfg, model, x, y, negative_maps)
+        pos = score(met, "uniform", cfg, model, x, y, positive_maps)
         assert np.isfinite(neg).all()
         np.testing.assert_array_equal(neg, pos)
