@@ -5,7 +5,8 @@ class-k graph, computes the causal responses (eq. 3) of the graph's nodes at one
 a map at the input size. The same Quantus metric object then scores it and every baseline.
 
 Two normalisation settings are reported:
-- `uniform`: every method's map goes through the same per-example |a| / max|a| (Quantus `normalise` + `abs`);
+- `uniform`: every method's map goes through the same per-example |a| / max|a| (`abs_max`, applied before Quantus
+  sees the map, because Quantus refuses all-negative raw maps before it would normalise them);
 - `paper`: as in the authors' code, only the causal maps are abs-normalised, the baselines are scored raw.
 """
 from __future__ import annotations
@@ -130,17 +131,11 @@ def normalised(fn):
     return explain
 
 
-def _signed_abs_max(a: np.ndarray) -> np.ndarray:
-    """a / max|a| per example (all-zero maps stay zero): Quantus' normalise step, applied before its `abs`.
-    Quantus' default normalises over the whole batch."""
-    a = np.asarray(a, dtype=np.float32)
-    m = np.abs(a).reshape(len(a), -1).max(1).reshape(-1, *([1] * (a.ndim - 1)))
-    return np.divide(a, m, out=np.zeros_like(a), where=m > 0)
-
-
 def abs_max(a: np.ndarray) -> np.ndarray:
-    """|a| / max|a| per example (all-zero maps stay zero)."""
-    return np.abs(_signed_abs_max(a))
+    """|a| / max|a| per example (all-zero maps stay zero). Quantus' own normalise works over the whole batch."""
+    a = np.abs(np.asarray(a, dtype=np.float32))
+    m = a.reshape(len(a), -1).max(1).reshape(-1, *([1] * (a.ndim - 1)))
+    return np.divide(a, m, out=np.zeros_like(a), where=m > 0)
 
 
 class Cached:
@@ -160,15 +155,12 @@ class Cached:
         return self.store[key].copy()
 
 
-def metric(name: str, setting: str, cfg: EvaluationConfig):
-    """The Quantus metric object for `name` (LE | IROF) under normalisation `setting` (uniform | paper)."""
+def metric(name: str, cfg: EvaluationConfig):
+    """The Quantus metric object for `name` (LE | IROF). It scores the maps as it gets them: normalisation is
+    the explanation function's (see `score`)."""
     import quantus
 
-    if setting not in SETTINGS:
-        raise ValueError(f"unknown normalisation setting {setting!r}; choose from {SETTINGS}")
-    norm = dict(normalise=True, abs=True, normalise_func=_signed_abs_max) if setting == "uniform" else \
-        dict(normalise=False, abs=False)
-    common = dict(return_aggregate=False, disable_warnings=True, display_progressbar=False, **norm)
+    common = dict(return_aggregate=False, disable_warnings=True, display_progressbar=False, normalise=False, abs=False)
     if name == "LE":
         return quantus.LocalLipschitzEstimate(nr_samples=cfg.le_samples, perturb_mean=cfg.le_mean,
                                               perturb_std=cfg.le_std, **common)
@@ -191,17 +183,19 @@ def score(name: str, setting: str, cfg: EvaluationConfig, model: nn.Module, x: n
     """Per-example scores of one method: one Quantus metric call, with numpy's global RNG (Quantus' noise)
     seeded from `cfg.seed` so that every method sees the same perturbations.
 
-    Quantus checks the raw attributions before it normalises them and refuses a batch that is all negative. In
-    the `uniform` setting the maps are therefore handed over already as |a| / max|a| (`normalised`; Quantus'
-    own normalise + abs then leave them unchanged), so a map of negative responses (e.g. a conv without a ReLU
-    after it) is scored like any other. In the `paper` setting raw baselines may still be all negative: their
-    examples score NaN (left out of the medians) instead of stopping the stage."""
+    In the `uniform` setting the maps are handed to Quantus as |a| / max|a| (`normalised`). Quantus checks the
+    maps it gets and refuses a batch that is all negative, which its own normalise + abs would come too late
+    for: this way a map of negative responses (e.g. a conv without a ReLU after it) is scored like any other. In
+    the `paper` setting raw baselines may still be all negative: their examples score NaN (left out of the
+    medians) instead of stopping the stage."""
+    if setting not in SETTINGS:
+        raise ValueError(f"unknown normalisation setting {setting!r}; choose from {SETTINGS}")
     if setting == "uniform":
         explain = normalised(explain)
     state = np.random.get_state()
     np.random.seed(cfg.seed)
     try:
-        out = metric(name, setting, cfg)(model=model, x_batch=x, y_batch=y, a_batch=None, explain_func=explain,
+        out = metric(name, cfg)(model=model, x_batch=x, y_batch=y, a_batch=None, explain_func=explain,
                                          explain_func_kwargs={}, device="cpu", batch_size=cfg.batch_size)
     except AssertionError as e:
         if "should not all be less than zero" not in str(e):
