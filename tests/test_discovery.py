@@ -79,13 +79,15 @@ def test_hand_built_other_class():
 def test_significance_by_hand():
     base = torch.tensor([1.0, 2.0, 3.0, 4.0])
     effects = torch.tensor([[-3.0, -3, -3, -3], [0, 0, 0, 0], [0.1, -0.1, 0.1, -0.1], [5, 5, 5, 5]])
-    z, p, labels = significance(effects, base, "two_sample")
+    z, p, labels, degenerate = significance(effects, base, "two_sample")
     # two-sample: diff / sqrt(var_do/n + var/n), var(base) = 5/3
     assert z[0] == pytest.approx(-3 / (2 * (5 / 3) / 4) ** 0.5)
-    assert list(labels) == ["necessary", "irrelevant", "irrelevant", "distracting"]
-    z, p, labels = significance(effects, base, "paired")
-    assert z[0] == -float("inf") and z[1] == 0 and list(labels) == ["necessary", "irrelevant", "irrelevant", "distracting"]
-    assert p[1] == pytest.approx(0.5)
+    assert list(labels) == ["necessary", "irrelevant", "irrelevant", "distracting"] and not degenerate.any()
+    # paired: rows 0 and 3 do not vary (std 0), so their z would be -inf / +inf: degenerate, irrelevant, flagged;
+    # row 1 is exactly zero everywhere: no effect, irrelevant, not degenerate
+    z, p, labels, degenerate = significance(effects, base, "paired")
+    assert list(z) == [0, 0, 0, 0] and list(p) == [1, 1, 0.5, 1]
+    assert list(labels) == ["irrelevant"] * 4 and list(degenerate) == [True, False, False, True]
     with pytest.raises(ValueError, match="test must be one of"):
         significance(effects, base, "t-test")
 

@@ -27,7 +27,8 @@ import torch
 from scipy.stats import norm
 from torch import nn
 
-from .interventions import Intervention, TracedModel, _out_nodes, check_layer, trace, treatment_effects
+from .interventions import Intervention, TracedModel, _out_nodes, check_finite, check_layer, trace, treatment_effects
+from .models import evaluating
 
 TESTS = ("two_sample", "paired")
 GRAPH_FORMAT = 2  # bump when ClassGraph's JSON changes: cached graphs of other formats are not reused
@@ -86,13 +87,23 @@ def _longest_layer_path(traced: torch.fx.GraphModule, modules: dict) -> list[str
     return path[::-1]
 
 
+DEGENERATE_SE = 1e-9   # a test whose standard error is at most this fraction of |mean effect| is degenerate
+
+
 def significance(effects: torch.Tensor, base: torch.Tensor, method: str = "two_sample", alpha: float = 0.05):
-    """z statistic, p-value and label per parent (eq. 1).
+    """z statistic, p-value, label and degenerate flag per parent (eq. 1).
 
     two_sample (the authors' code): one-sided test of mean(y_do) against mean(y) with
     se = sqrt(var_do/n + var/n). paired: z = mean(TE) / (std(TE) / sqrt(n)) on per-example effects.
     Label: 'necessary' when z < -z_{1-alpha} (removing the edges lowers the logit), 'distracting' when
     z > z_{1-alpha}, else 'irrelevant'. p is the one-sided p-value of the direction of the effect.
+
+    Zero variance, the documented rule (both tests):
+    * a parent whose effect is exactly zero on every example has no effect: irrelevant, z = 0, p = 1;
+    * a parent with a non-zero mean effect but a standard error of (numerically) zero, se <= 1e-9 * |mean|
+      (identical examples, or an effect that does not vary), cannot be tested: z would be +-inf and any
+      effect, however tiny, "significant". It is labelled irrelevant with z = 0, p = 1 and flagged
+      `degenerate` (returned here, kept in the graph file and logged by discovery), never silently.
     """
     if method not in TESTS:
         raise ValueError(f"test must be one of {TESTS}, got {method!r}")
@@ -104,13 +115,15 @@ def significance(effects: torch.Tensor, base: torch.Tensor, method: str = "two_s
         se = torch.sqrt(y_do.var(1) / n + base.double().var() / n)
     else:
         se = effects.std(1) / np.sqrt(n) if n > 1 else torch.zeros_like(diff)
-    z = torch.where(se > 0, diff / torch.where(se > 0, se, 1.0),
-                    torch.sign(diff) * torch.where(diff != 0, float("inf"), 0.0))
+    testable = se > DEGENERATE_SE * diff.abs()          # False for no effect at all and for degenerate tests
+    degenerate = (~testable & (effects != 0).any(1)).numpy()
+    z = torch.where(testable, diff / torch.where(testable, se, 1.0), 0.0)
     crit = norm.ppf(1 - alpha)
     zn = z.numpy()
     p = norm.sf(np.abs(zn))
+    p[~testable.numpy()] = 1.0
     labels = np.where(zn < -crit, "necessary", np.where(zn > crit, "distracting", "irrelevant"))
-    return zn, p, labels
+    return zn, p, labels, degenerate
 
 
 @dataclass
@@ -127,6 +140,7 @@ class LayerGraph:
     z: list[float]
     p: list[float]
     seconds: float = 0.0       # wall time of this layer's interventions
+    degenerate: list[int] = field(default_factory=list)   # parents whose test had zero variance (see `significance`)
 
     def edges(self) -> list[tuple[int, int]]:
         """Edges kept in the graph: every necessary parent to every target."""
@@ -204,7 +218,9 @@ def discover_class_graph(model: nn.Module, x: torch.Tensor, class_index: int, la
     """Algorithm 1 for class `class_index` on examples `x` (correctly classified examples of the class).
 
     All inputs are checked before any intervention: unknown layer names, a class index out of range,
-    an unknown test, chains whose consecutive layers are not connected channel by channel.
+    an unknown test, chains whose consecutive layers are not connected channel by channel, and NaN/inf in
+    the examples or their logits (`NonFiniteError`, naming the class and the layer; effects are checked too).
+    The model comes back in the train/eval mode it came in.
     """
     intervention = intervention or Intervention()
     if test not in TESTS:
@@ -217,7 +233,7 @@ def discover_class_graph(model: nn.Module, x: torch.Tensor, class_index: int, la
         raise IndexError(f"class index {class_index} out of range [0, {_out_nodes(traced.modules[chain[-1]])})")
     if len(x) < 2:
         raise ValueError(f"need at least 2 examples for the test of significance, got {len(x)}")
-    traced.cache(x)
+    traced.cache(x, where=f"class {class_index}")
     parents = {name: traced.parents(name)[0] for name in chain}
     for lower, upper in zip(chain, chain[1:]):
         if parents[upper] != _out_nodes(traced.modules[lower]):
@@ -234,13 +250,14 @@ def discover_class_graph(model: nn.Module, x: torch.Tensor, class_index: int, la
         iv = dataclasses.replace(intervention, seed=intervention.seed * 1009 + depth)
         t0 = time.perf_counter()
         te = treatment_effects(traced, name, class_index, targets, iv, max_batch=max_batch)
-        z, p, labels = significance(te, traced.logits[:, class_index], test, alpha)
+        z, p, labels, degenerate = significance(te, traced.logits[:, class_index], test, alpha)
         lg = LayerGraph(name, parents[name], list(targets),
                         necessary=[int(j) for j in np.flatnonzero(labels == "necessary")],
                         distracting=[int(j) for j in np.flatnonzero(labels == "distracting")],
                         irrelevant=[int(j) for j in np.flatnonzero(labels == "irrelevant")],
                         mean_effect=te.mean(1).tolist(), z=z.tolist(), p=p.tolist(),
-                        seconds=time.perf_counter() - t0)
+                        seconds=time.perf_counter() - t0,
+                        degenerate=[int(j) for j in np.flatnonzero(degenerate)])
         graph.layers.append(lg)
         targets = lg.necessary
     return graph
@@ -250,16 +267,17 @@ def discover_class_graph(model: nn.Module, x: torch.Tensor, class_index: int, la
 def class_examples(model: nn.Module, x: torch.Tensor, y: torch.Tensor, class_index: int, n: int,
                    batch_size: int = 512, correct_only: bool = True) -> torch.Tensor:
     """Indices (into x) of the first `n` examples of `class_index` that `model` classifies correctly
-    (with `correct_only=False`: the first `n` examples of the class)."""
+    (with `correct_only=False`: the first `n` examples of the class). Predictions in eval mode."""
     idx = torch.nonzero(y == class_index).flatten()
     if not correct_only:
         return idx[:n]
     keep = []
-    for i in range(0, len(idx), batch_size):
-        b = idx[i:i + batch_size]
-        keep.append(b[model(x[b]).argmax(1) == class_index])
-        if sum(len(k) for k in keep) >= n:
-            break
+    with evaluating(model):
+        for i in range(0, len(idx), batch_size):
+            b = idx[i:i + batch_size]
+            keep.append(b[model(x[b]).argmax(1) == class_index])
+            if sum(len(k) for k in keep) >= n:
+                break
     return torch.cat(keep)[:n] if keep else idx[:0]
 
 
@@ -320,9 +338,12 @@ def discover_all(model: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: li
 
     Each finished graph is written to `cache_dir/<key>/class_<k>.json` and reused on a re-run with the same
     `key` (callers put the model hash and settings in it), so an interrupted run loses at most one class.
-    Returns {class: (graph, seconds)} (seconds = 0.0 for graphs taken from the cache).
+    Returns {class: (graph, seconds)} (seconds = 0.0 for graphs taken from the cache). Every class's examples
+    are checked for NaN/inf before the first graph is discovered; degenerate tests are logged.
     """
     layer_chain(model, layers)  # fail on bad layer names before anything else
+    for k in classes:           # ... and on non-finite examples, before any graph file is written
+        check_finite(x[y == k], "input values", f"class {k}, discovery examples")
     out = {}
     folder = Path(cache_dir) / f"{key}-v{GRAPH_FORMAT}" if cache_dir else None
     for k in classes:
@@ -344,7 +365,17 @@ def discover_all(model: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: li
         out[k] = (g, seconds)
         log(f"class {k}: {len(idx)} examples, {seconds:.1f}s, necessary per layer "
             f"{[len(lg.necessary) for lg in g.layers]}")
+        warn_degenerate(g, log)
     return out
+
+
+def warn_degenerate(graph: ClassGraph, log=print) -> int:
+    """Log the layers of `graph` with degenerate (zero-variance) tests; returns how many parents were affected."""
+    counts = {lg.layer: len(lg.degenerate) for lg in graph.layers if lg.degenerate}
+    if counts:
+        log(f"WARNING class {graph.class_index}: zero-variance (degenerate) tests, labelled irrelevant and flagged "
+            f"`degenerate` in the graph file, per layer: {counts}")
+    return sum(counts.values())
 
 
 def sizes_table(graphs: dict) -> list[dict]:

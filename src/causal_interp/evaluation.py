@@ -21,7 +21,8 @@ from torch import nn
 from .baselines import BaselineConfig, check_methods
 from .discovery import ClassGraph
 from .explanations import causal_responses, saliency_map
-from .interventions import TracedModel
+from .interventions import TracedModel, check_finite
+from .models import evaluating
 
 SETTINGS = ("uniform", "paper")
 METRICS = ("LE", "IROF")
@@ -116,7 +117,7 @@ class CausalExplainer:
         out = torch.zeros(len(x), 1, *x.shape[-2:])
         for k in np.unique(y):
             idx = torch.from_numpy(np.flatnonzero(y == k))
-            self.traced.cache(x[idx])
+            self.traced.cache(x[idx], where=f"causal map of class {int(k)}")
             s = causal_responses(self.traced, self.graphs[int(k)], self.layer)
             out[idx, 0] = saliency_map(s, tuple(x.shape[-2:]))
         return out.numpy()
@@ -192,11 +193,14 @@ def score(name: str, setting: str, cfg: EvaluationConfig, model: nn.Module, x: n
         raise ValueError(f"unknown normalisation setting {setting!r}; choose from {SETTINGS}")
     if setting == "uniform":
         explain = normalised(explain)
+    check_finite(torch.as_tensor(np.asarray(x)), "input values", f"{name} of {getattr(explain, '__name__', 'a method')}",
+                 labels=np.asarray(y))
     state = np.random.get_state()
     np.random.seed(cfg.seed)
     try:
-        out = metric(name, cfg)(model=model, x_batch=x, y_batch=y, a_batch=None, explain_func=explain,
-                                         explain_func_kwargs={}, device="cpu", batch_size=cfg.batch_size)
+        with evaluating(model):   # Quantus puts the model in eval mode and leaves it there; restored here
+            out = metric(name, cfg)(model=model, x_batch=x, y_batch=y, a_batch=None, explain_func=explain,
+                                    explain_func_kwargs={}, device="cpu", batch_size=cfg.batch_size)
     except AssertionError as e:
         if "should not all be less than zero" not in str(e):
             raise
@@ -278,7 +282,7 @@ def pick_examples(setup, classes: list[int], per_class: int, correct_only: bool,
     for c in classes:
         idx = setup.eval_idx[setup.y_test[setup.eval_idx] == c]
         if correct_only:
-            with torch.no_grad():
+            with torch.no_grad(), evaluating(setup.model):
                 idx = idx[setup.model(setup.x_test[idx]).argmax(1) == c]
         picked.append(idx[torch.from_numpy(np.sort(rng.permutation(len(idx))[:per_class]))])
     idx = torch.cat(picked) if picked else torch.zeros(0, dtype=torch.long)

@@ -30,7 +30,25 @@ import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
+from .models import evaluating
+
 MODES = ("hard", "soft", "constant")
+
+
+class NonFiniteError(ValueError):
+    """NaN or inf in the inputs, logits or treatment effects: the engine stops rather than test them (every z
+    would be NaN, nothing significant, and an empty graph would look like a finding)."""
+
+
+def check_finite(values: torch.Tensor, what: str, where: str, example_dim: int = 0, labels=None) -> None:
+    """Raise `NonFiniteError` naming `where` (class, layer) and how many examples (slices along `example_dim`)
+    hold a NaN or inf in `values`; `labels` (one per example) adds the classes of the affected examples."""
+    flat = values.detach().movedim(example_dim, 0).flatten(1) if values.dim() > 1 else values.detach()[:, None]
+    bad = ~torch.isfinite(flat).all(1)
+    if bad.any():
+        classes = "" if labels is None else f" (classes {sorted(set(torch.as_tensor(labels)[bad].tolist()))})"
+        raise NonFiniteError(f"{where}: {int(bad.sum())} of {len(bad)} examples{classes} have non-finite {what} "
+                             f"(NaN or inf); nothing was tested or written")
 
 
 @dataclass
@@ -160,16 +178,18 @@ class _LayerTracer(torch.fx.Tracer):
 
 
 def trace(model: nn.Module) -> torch.fx.GraphModule:
-    """torch.fx trace of `model` in eval mode, Conv2d/Linear layers as leaves."""
-    model = model.eval()
+    """torch.fx trace of `model`, Conv2d/Linear layers as leaves. The graph module shares the model's
+    submodules; the trace does not depend on (or change) the train/eval mode."""
     return torch.fx.GraphModule(model, _LayerTracer().trace(model))
 
 
 class TracedModel:
-    """A model traced once with torch.fx, with all activations of a batch cached by `cache`."""
+    """A model traced once with torch.fx, with all activations of a batch cached by `cache`.
+
+    The model always runs in eval mode here, and leaves every call in the mode it came in (`evaluating`)."""
 
     def __init__(self, model: nn.Module):
-        self.model = model.eval()
+        self.model = model
         self.gm = trace(self.model)
         self.modules = dict(self.gm.named_modules())
         self.nodes = {n.target: n for n in self.gm.graph.nodes if n.op == "call_module"}
@@ -194,10 +214,21 @@ class TracedModel:
         return self.nodes[layer]
 
     @torch.no_grad()
-    def cache(self, x: torch.Tensor) -> torch.Tensor:
-        """Forward `x` once, keeping every node's value; returns the logits."""
+    def cache(self, x: torch.Tensor, where: str = "forward pass") -> torch.Tensor:
+        """Forward `x` once, keeping every node's value; returns the logits.
+
+        Non-finite inputs or logits raise `NonFiniteError`, naming `where` (e.g. the class) and the layer: the
+        first layer reading the input, or the first layer whose output is non-finite."""
+        layers = [n for n in self.gm.graph.nodes if n.op == "call_module"]
+        first = f"input of layer {layers[0].target!r}" if layers else "input"
+        check_finite(x, "input values", f"{where}, {first}")
         interp = torch.fx.Interpreter(self.gm, garbage_collect_values=False)
-        out = interp.run(x)
+        with evaluating(self.model):
+            out = interp.run(x)
+        if not torch.isfinite(out).all():
+            culprit = next((n.target for n in layers if isinstance(interp.env.get(n), torch.Tensor)
+                            and not torch.isfinite(interp.env[n]).all()), "the output")
+            check_finite(out, "logits", f"{where}, first non-finite output at layer {culprit!r}")
         self.env = interp.env
         self.n = len(x)
         self.logits = out
@@ -211,7 +242,10 @@ class TracedModel:
         Values that do not depend on the layer come from the cache (repeated `reps` times where they meet
         a dependent value, e.g. a residual skip); only descendants of the layer are computed.
         """
-        start = self.node(layer)
+        with evaluating(self.model):
+            return self._run_from(self.node(layer), z, reps)
+
+    def _run_from(self, start: torch.fx.Node, z: torch.Tensor, reps: int) -> torch.Tensor:
         values = {start: z}
         out = None
         seen = False
@@ -319,6 +353,7 @@ def treatment_effects(traced: TracedModel, layer: str, class_index: int, targets
             zk[:, :, targets] += delta
         logits = traced.run_from(layer, zk.reshape(len(js) * n, *z.shape[1:]), len(js))
         effects[pos] = logits[:, class_index].view(len(js), n) - base
+    check_finite(effects, "treatment effects", f"class {class_index}, layer {layer!r}", example_dim=1)
     return effects
 
 
@@ -329,7 +364,11 @@ def naive_effects(model: nn.Module, layer: str, class_index: int, x: torch.Tenso
     """Reference: one deep-copied model per intervention, one example per forward pass (the authors' way).
 
     `n_parents`: how the layer's input is split into parent nodes (see `layer_parents`)."""
-    model = model.eval()
+    with evaluating(model):
+        return _naive_effects(model, layer, class_index, x, targets, intervention, n_parents, parents, betas)
+
+
+def _naive_effects(model, layer, class_index, x, targets, intervention, n_parents, parents, betas):
     targets = list(targets)
     parents = range(n_parents) if parents is None else list(parents)
     if betas is None and intervention.mode != "constant":
@@ -353,4 +392,4 @@ def naive_effects(model: nn.Module, layer: str, class_index: int, x: torch.Tenso
 
 
 __all__ = ["Intervention", "TracedModel", "treatment_effects", "naive_effects", "parent_contributions",
-           "layer_parents", "check_layer", "edge_pairs", "edge_weights"]
+           "layer_parents", "check_layer", "edge_pairs", "edge_weights", "NonFiniteError", "check_finite"]

@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from .discovery import ClassGraph, graph_files
-from .interventions import TracedModel, _edge_slices, _out_nodes, edge_pairs, edge_weights
+from .interventions import TracedModel, _edge_slices, _out_nodes, check_finite, edge_pairs, edge_weights
+from .models import evaluating
 
 
 @dataclass
@@ -124,12 +125,17 @@ def repair_masks(graph: ClassGraph, share: float, how: str = "graph", seed: int 
 
 @torch.no_grad()
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> float:
-    """Share of `x` predicted as `y`."""
+    """Share of `x` predicted as `y` (eval mode; the model's mode is restored). NaN/inf in the inputs or the
+    logits raise `NonFiniteError` naming the classes of the affected examples."""
     if len(x) == 0:
         return float("nan")
+    check_finite(x, "input values", "masking: accuracy", labels=y)
     correct = 0
-    for i in range(0, len(x), batch_size):
-        correct += (model(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum().item()
+    with evaluating(model):
+        for i in range(0, len(x), batch_size):
+            logits = model(x[i:i + batch_size])
+            check_finite(logits, "logits", "masking: accuracy", labels=y[i:i + batch_size])
+            correct += (logits.argmax(1) == y[i:i + batch_size]).sum().item()
     return correct / len(x)
 
 
@@ -148,7 +154,7 @@ def correction_masks(model: nn.Module, x1: torch.Tensor, true_class: int, layers
 
     chain = layer_chain(model, layers)
     traced = TracedModel(model)
-    traced.cache(x1)
+    traced.cache(x1, where=f"correction of an example of class {true_class}")
     masks, targets = [], [true_class]
     for name in reversed(chain):
         if not targets:

@@ -5,6 +5,7 @@ on 32x32 inputs. It is an `nn.Sequential` with named children so its layer chain
 """
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
 from pathlib import Path
 
@@ -24,6 +25,23 @@ class LeNet(nn.Sequential):
             ("fc2", nn.Linear(120, 84)), ("relu4", nn.ReLU()),
             ("fc3", nn.Linear(84, num_classes)),
         ]))
+
+
+@contextlib.contextmanager
+def evaluating(model: nn.Module):
+    """`model` in eval mode inside the block. On exit every module's train/eval flag and every parameter's
+    `requires_grad` are restored as they came in, so the engine hands a model back exactly as it got it
+    (its weights and buffers are never written outside `masking.masked`, which restores them itself)."""
+    modes = [(m, m.training) for m in model.modules()]
+    grads = [(p, p.requires_grad) for p in model.parameters()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, training in modes:
+            m.training = training
+        for p, requires_grad in grads:
+            p.requires_grad_(requires_grad)
 
 
 def check_model_name(name: str, key: str = "model") -> None:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .discovery import ClassGraph, discover_class_graph
+from .discovery import ClassGraph, discover_class_graph, warn_degenerate
 from .interventions import Intervention
 
 
@@ -92,6 +92,8 @@ def soft_sweep(model: nn.Module, x: torch.Tensor, graph: ClassGraph, b_values, e
         iv = Intervention("soft", b=float(b_values[run]), eps=eps, seed=seed * 1_000_003 + run)
         g = discover_class_graph(model, x, graph.class_index, layers, iv, graph.test, graph.alpha, max_batch=max_batch)
         rec = {"run": run, "b": float(b_values[run]), "necessary": {lg.layer: lg.necessary for lg in g.layers}}
+        if warn_degenerate(g, lambda line: log(f"run {run}: {line}")):
+            rec["degenerate"] = {lg.layer: lg.degenerate for lg in g.layers if lg.degenerate}
         records.append(rec)
         if cache_file is not None:
             with open(cache_file, "a") as f:
