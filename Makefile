@@ -1,11 +1,14 @@
-# Two entry points (see README):
-#   make repro   set up the environment, fetch the data, run the whole pipeline (dvc repro)
-#   make test    set up the environment, run the tests
-# Both create and reuse a virtual environment in .venv (pip; torch 2.14.1 / torchvision 0.29.1).
+# Entry points (see README):
+#   make repro   set up the environment, fetch and verify the data, run the whole pipeline (dvc repro)
+#   make test    set up the environment, run the tests (what .ci/run calls)
+#   make smoke   every stage of dvc.yaml on tiny subsets of the real data, into .cache/smoke (reports/ untouched)
+# All of them create and reuse a virtual environment in .venv (pip; torch 2.14.1 / torchvision 0.29.1).
 VENV   ?= .venv
 PYTHON ?= python3
 # Offline mirror of the raw datasets; defaults to ../shared/datasets when it exists, else torchvision downloads.
 DATA_MIRROR ?= $(or $(CAUSAL_DATA_MIRROR),$(wildcard ../shared/datasets))
+# make data REPAIR=1: files whose checksum is wrong are renamed to <file>.corrupt and fetched again
+REPAIR ?=
 
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
@@ -21,18 +24,14 @@ $(BIN)/.installed: pyproject.toml
 setup: $(BIN)/.installed
 
 data: setup
-	$(BIN)/python -m causal_interp.data fetch --root data $(if $(DATA_MIRROR),--mirror $(DATA_MIRROR))
+	$(BIN)/python -m causal_interp.data fetch --root data $(if $(DATA_MIRROR),--mirror $(DATA_MIRROR)) $(if $(REPAIR),--repair)
 
 repro: data
+	$(BIN)/python -m causal_interp.pipeline --check
 	$(BIN)/dvc repro
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
-# every stage on tiny subsets of the real data, into /tmp (does not touch reports/ or dvc.lock)
 smoke: data
-	for s in $$($(BIN)/python -c "import yaml; print(' '.join(yaml.safe_load(open('dvc.yaml'))['stages']))"); do \
-	  nb=$$($(BIN)/python -c "import yaml,sys; print(yaml.safe_load(open('dvc.yaml'))['stages']['$$s']['cmd'].split()[4])"); \
-	  $(BIN)/python -m causal_interp.pipeline $$s $$nb --profile smoke --reports /tmp/causal-smoke/reports \
-	    --models /tmp/causal-smoke/models --checkpoints /tmp/causal-smoke/ckpt --quiet || exit 1; \
-	done
+	$(BIN)/python -m causal_interp.pipeline --all --profile smoke --root .cache/smoke

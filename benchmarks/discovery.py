@@ -2,6 +2,9 @@
 
     python benchmarks/discovery.py [--out reports/benchmarks] [--examples 100] [--class-index 3]
 
+Run by `dvc repro benchmark_discovery`. Under `make smoke` (CAUSAL_PROFILE=smoke, CAUSAL_ROOT=DIR) it reads the
+models from DIR/models, writes under DIR and uses 4 examples, so that every stage of dvc.yaml is exercised.
+
 Measured in one run, on the trained models of the pipeline (models/train_lenet.pt, models/finetune_cifar10.pt):
 1. one class graph of LeNet: engine vs the naive reference (one deep-copied model per intervention, one
    example per forward pass, the authors' approach) over the same layers and targets, effects compared;
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -29,6 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from causal_interp import config, data, discovery, models, plotting  # noqa: E402
+from causal_interp.pipeline import PROFILE_ENV, ROOT_ENV, write_summary  # noqa: E402
 from causal_interp.interventions import Intervention, TracedModel, naive_effects, treatment_effects  # noqa: E402
 
 
@@ -45,9 +50,12 @@ class Counting(torch.nn.Module):
         return self.model(x)
 
 
+MODELS = REPO / "models"
+
+
 def examples_of(stage, k, n, root):
-    info = models.model_info(REPO / "models" / f"{stage}.pt")
-    model = models.load_model(REPO / "models" / f"{stage}.pt")
+    info = models.model_info(MODELS / f"{stage}.pt")
+    model = models.load_model(MODELS / f"{stage}.pt")
     h = data.load_halves(info, config.DataConfig(root=root))     # the pipeline's default split
     x, y = h.x[h.discovery], h.y[h.discovery]
     return model, x[discovery.class_examples(model, x, y, k, n)]
@@ -121,15 +129,21 @@ def engine_ablation(model, x, k, layer):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default=str(REPO / "reports" / "benchmarks"))
+    p.add_argument("--out", default="reports/benchmarks", help="relative paths are under CAUSAL_ROOT or the repository")
     p.add_argument("--root", default=str(REPO / "data"))
     p.add_argument("--examples", type=int, default=100)
     p.add_argument("--class-index", type=int, default=3)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--test", default="paired", help="significance test of the graphs (the pipeline's default: paired)")
     args = p.parse_args(argv)
+    global MODELS
+    base = Path(os.environ.get(ROOT_ENV) or REPO)
+    MODELS = base / "models"
+    smoke = os.environ.get(PROFILE_ENV, "default") == "smoke"
+    if smoke:
+        args.examples = 4
     torch.set_num_threads(args.threads or torch.get_num_threads())
-    out = Path(args.out)
+    out = base / args.out if not Path(args.out).is_absolute() else Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     k, n = args.class_index, args.examples
     res = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
@@ -175,7 +189,7 @@ def main(argv=None):
 
     # 4. scaling with the number of examples (engine, full LeNet graph and one ResNet layer)
     res["scaling_examples"] = []
-    for m in (25, 50, 100, 200):
+    for m in (2, 4) if smoke else (25, 50, 100, 200):
         _, xm = examples_of("train_lenet", k, m, args.root)
         _, t_l, _ = engine_graph(lenet, xm, k, args.test)
         _, xr_m = examples_of("finetune_cifar10", k, m, args.root)
@@ -185,6 +199,17 @@ def main(argv=None):
         print("scaling", res["scaling_examples"][-1])
 
     (out / "discovery.json").write_text(json.dumps(res, indent=2))
+    write_summary(out, {
+        "lenet-graph-speedup": {"what": f"LeNet class graph: naive reference / engine time "
+                                        f"({res['lenet_graph']['engine_seconds']:.3f} s)",
+                                "ours": res["lenet_graph"]["speedup"]},
+        "resnet18-graph-speedup": {"what": f"ResNet18 class graph: extrapolated naive / engine time "
+                                           f"({res['resnet18_graph']['engine_seconds']:.0f} s)",
+                                   "ours": res["resnet18_graph"]["speedup_vs_extrapolated_naive"]},
+        "max-difference": {"what": "largest |effect difference| to the naive reference and Captum",
+                           "ours": max([res["lenet_graph"]["max_abs_difference"],
+                                        res["resnet18_graph"]["max_abs_difference_on_timed_parents"]]
+                                       + [r["max_abs_difference_to_captum"] for r in res["layer_ablation"]])}})
     fig = scaling_figure(res)
     plotting.save(fig, out / "discovery.png")
     return res

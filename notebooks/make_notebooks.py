@@ -25,7 +25,7 @@ stage = "train_lenet"
 params = {"seed": 0, "data": {"root": "data"},
           "train_lenet": {"dataset": "mnist", "model": "lenet", "epochs": 1, "train_subset": 512, "test_subset": 256}}
 out_dir = "reports/train_lenet"
-models_dir = "models"
+models_out = "models"
 checkpoint_dir = ".cache/checkpoints"
 """),
     ("code", """import json, time
@@ -34,12 +34,12 @@ from pathlib import Path
 import torch
 from IPython.display import Markdown, display
 
-from causal_interp import config, data, models, plotting, training
+from causal_interp import config, data, models, pipeline, plotting, training
 
 cfg = config.stage_config(params, stage)          # validates: unknown dataset/model or bad values stop here
 data_cfg = config.data_config(params)
 data.check_present(data_cfg, cfg.dataset)  # missing data stops here, with the command to fetch it
-model_path = Path(models_dir) / f"{stage}.pt"
+model_path = Path(models_out) / f"{stage}.pt"
 out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
 training.set_threads(cfg.threads)
 print(cfg)"""),
@@ -72,9 +72,12 @@ metrics = {
     "meets_target": m["accuracy"] >= cfg.target_accuracy, "train_minutes": train_minutes,
     "time_budget_minutes": cfg.time_budget_minutes,
     "within_time_budget": None if cfg.time_budget_minutes is None else train_minutes <= cfg.time_budget_minutes,
-    "torch_threads": torch.get_num_threads(), "per_class_accuracy": m["per_class_accuracy"],
+    "machine": training.machine(), "per_class_accuracy": m["per_class_accuracy"],
 }
 (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+pipeline.write_summary(out, {stage: {"what": f"{cfg.model} test accuracy on {cfg.dataset}", "ours": m["accuracy"],
+                                     "verdict": (f"target {cfg.target_accuracy:.1%} {'met' if metrics['meets_target'] else 'NOT met'}"
+                                                 if cfg.target_accuracy else None)}})
 (out / "history.json").write_text(json.dumps(history, indent=2))
 (out / "confusion_matrix.json").write_text(json.dumps({"classes": ds.classes, "matrix": m["confusion_matrix"]}))
 models.save_model(model, model_path, cfg.model, ds.num_classes, ds.input_shape[0],
@@ -85,8 +88,9 @@ plotting.save(plotting.learning_curves(history, title), out / "learning_curves.p
 plotting.save(plotting.per_class_accuracy(m["per_class_accuracy"], title), out / "per_class_accuracy.png")
 plotting.save(plotting.confusion_matrix(m["confusion_matrix"], ds.classes, title), out / "confusion_matrix.png");"""),
     ("md", "## Verdict and deviations from the paper"),
-    ("code", """verdict = (f"**Test accuracy {m['accuracy']:.2%}** (target {cfg.target_accuracy:.1%}: "
-           f"{'met' if metrics['meets_target'] else 'NOT met'}) after {cfg.epochs} epochs, "
+    ("code", """verdict = (f"**Test accuracy {m['accuracy']:.2%}**"
+           + (f" (target {cfg.target_accuracy:.1%}: {'met' if metrics['meets_target'] else 'NOT met'})" if cfg.target_accuracy else "")
+           + f" after {cfg.epochs} epochs, "
            f"{train_minutes:.1f} min of training on {torch.get_num_threads()} CPU threads"
            + (f" (budget {cfg.time_budget_minutes:.0f} min: {'within' if metrics['within_time_budget'] else 'EXCEEDED'})."
               if cfg.time_budget_minutes else "."))
@@ -128,6 +132,7 @@ every activation once, computes the changed output of the intervened layer for a
 stage = "discover_graphs"
 params = {"seed": 0, "data": {"root": "data"}, "discover_graphs": {"models": ["train_lenet"], "classes": [3], "examples_per_class": 20}}
 out_dir = "reports/discover_graphs"
+reports_dir = "reports"
 models_dir = "models"
 checkpoint_dir = ".cache/checkpoints"
 """),
@@ -151,7 +156,8 @@ model_paths = {m: Path(models_dir) / f"{m}.pt" for m in cfg.models}
 infos = {m: models.model_info(p) for m, p in model_paths.items()}   # missing model file stops here
 for m, info in infos.items():
     discovery.check_classes(cfg.classes, info["num_classes"])        # class index out of range stops here
-    data.check_present(data_cfg.root, info["dataset"])
+    discovery.check_classes([cfg.figure_class], info["num_classes"])
+    data.check_present(data_cfg, info["dataset"])
     discovery.layer_chain(models.load_model(model_paths[m]), cfg.layers.get(m))  # unknown layer names stop here
 print(cfg)"""),
     ("md", "## Discovery\nGraphs are cached per class under `.cache/graphs/` (keyed by the model's hash and the settings), so an interrupted run resumes where it stopped."),
@@ -176,7 +182,7 @@ for m in cfg.models:
         results[m][test] = discovery.discover_all(
             model, x, y, classes, ds.classes, cfg.examples_per_class, cfg.intervention_obj(), test, cfg.alpha,
             cfg.layers.get(m), cache_dir=Path(checkpoint_dir).parent / "graphs", key=key,
-            max_batch=cfg.max_batch, correct_only=cfg.correct_only)
+            max_batch=cfg.max_batch, correct_only=cfg.correct_only, desc=f"{m} graphs ({test} test)")
         for k, (g, _) in results[m][test].items():
             g.model = f"{info['name']} ({m})"
             g.save(graphs_dir / m / test / f"class_{k}.json")
@@ -197,7 +203,7 @@ for m in results:
                          f"{dict(zip(t.layer.unique(), t.groupby('layer', sort=False).parents.first()))})"))
         display(table)"""),
     ("md", "## Figure 3: distribution of the treatment effects\nFor the figure class, each node's effect over the discovery examples, per layer (its edges to the layer's targets removed). Red: necessary, blue: distracting, grey: irrelevant."),
-    ("code", """k = cfg.figure_class if cfg.classes is None or cfg.figure_class in cfg.classes else (cfg.classes or [0])[0]
+    ("code", """k = cfg.figure_class   # validated: one of cfg.classes, and a class of every model
 for m in results:
     model, ds, x, y = examples[m]
     g = results[m][cfg.test][k][0]
@@ -258,7 +264,7 @@ for m in results:
     ("md", "## Metrics and verdict"),
     ("code", """metrics = {"settings": {k_: v for k_, v in dataclasses.asdict(cfg).items() if k_ != "threads"},
            "torch_threads": torch.get_num_threads(), "models": {}}
-lines = []
+lines, headline = [], {}
 for m in results:
     per_test = {}
     for test, graphs in results[m].items():
@@ -277,11 +283,14 @@ for m in results:
             "deepest_nonempty_layer": {str(c): next((lg.layer for lg in reversed(g.layers) if lg.necessary), None)
                                         for c, (g, _) in graphs.items()},
         }
+        headline[f"{m}-{test}"] = {"what": f"{m}, {test} test: necessary nodes per class graph, all layers (mean)",
+                                  "ours": float(per_layer.necessary.sum())}
         lines.append(f"* **{m}, {test} test**: {len(graphs)} class graphs; mean necessary nodes per layer "
                      f"{per_layer.necessary.round(1).to_dict()}; discovery time per class graph: mean {np.mean(secs):.1f} s, "
                      f"slowest {max(secs):.1f} s ({sum(s == 0 for _, s in graphs.values())} graphs reused from the cache in this run).")
     metrics["models"][m] = per_test
 (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+pipeline.write_summary(out, headline)
 display(Markdown("\\n".join(lines)))"""),
 ]
 
@@ -300,6 +309,7 @@ Nodes necessary only under soft interventions are counted separately."""),
 stage = "reliability"
 params = {"seed": 0, "data": {"root": "data"}, "reliability": {"models": {"train_lenet": {"runs": 20, "classes": [3]}}}}
 out_dir = "reports/reliability"
+reports_dir = "reports"
 models_dir = "models"
 checkpoint_dir = ".cache/checkpoints"
 """),
@@ -318,7 +328,7 @@ from causal_interp.discovery import ClassGraph
 cfg = config.from_dict(reliability.ReliabilityConfig, params[stage], stage)
 data_cfg = config.data_config(params)
 out, figs = pipeline.output_dirs(out_dir)
-graphs_dir = out.parent / cfg.graphs_dir
+graphs_dir = Path(reports_dir) / cfg.graphs_dir
 training.set_threads(cfg.threads)
 sweeps, graph_files = {}, {}
 for m, values in cfg.models.items():
@@ -349,7 +359,8 @@ for m, sweep in sweeps.items():
                                          b_values[m].tolist(), cfg.eps, cfg.seed, sweep.layers]).encode()).hexdigest()[:12]
         t1 = time.perf_counter()
         records = reliability.soft_sweep(model, x[hard.examples], hard, b_values[m], cfg.eps, cfg.seed, sweep.layers,
-                                         cfg.max_batch, Path(checkpoint_dir).parent / "reliability" / m / f"class_{c}-{key}.jsonl")
+                                         cfg.max_batch, Path(checkpoint_dir).parent / "reliability" / m / f"class_{c}-{key}.jsonl",
+                                         desc=f"{m} soft runs")
         results[m][c] = (hard, records)
         print(f"{m} class {c}: {len(records)} runs, {time.perf_counter() - t1:.0f} s")
     timing[m] = time.perf_counter() - t0"""),
@@ -383,7 +394,7 @@ display(table.groupby(["model", "layer"], sort=False)[["hard_nodes", "share_alwa
     ("md", "## Verdict"),
     ("code", """metrics = {"settings": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "threads"},
            "torch_threads": torch.get_num_threads(), "models": {}}
-lines = []
+lines, headline = [], {}
 for m in results:
     t = table[table.model == m]
     pooled = float((t.share_always * t.hard_nodes).sum() / max(t.hard_nodes.sum(), 1))
@@ -399,12 +410,15 @@ for m in results:
         "soft_only_nodes_per_class_and_layer": float(t.soft_only_nodes.mean()),
     }
     holds = pooled >= 0.98
+    headline[m] = {"what": f"{m}: share of hard-graph nodes necessary in every soft run", "ours": pooled, "paper": 0.98,
+                  "verdict": "98-100% holds" if holds else "98-100% does NOT hold"}
     lines.append(f"* **{m}** ({int(t.runs.iloc[0])} runs per class, classes {sorted(t['class'].unique().tolist())}, "
                  f"layers {list(t.layer.unique())}): **{pooled:.1%}** of the hard-graph nodes appear in every run "
                  f"(paper: 98-100%: {'holds' if holds else 'does NOT hold'} here). Mean appearance rate "
                  f"{low_b:.3f} for b <= 0.1 and {high_b:.3f} for b >= 0.4; on average {t.soft_only_nodes.mean():.1f} "
                  f"nodes per class and layer are necessary only under soft interventions. Time: {timing[m] / 60:.1f} min.")
 (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+pipeline.write_summary(out, headline)
 display(Markdown("\\n".join(lines)))"""),
 ]
 
@@ -423,14 +437,15 @@ parents with the largest outgoing **weight magnitude**. The paper reports a dras
 stage = "fidelity"
 params = {"seed": 0, "data": {"root": "data"}, "fidelity": {"models": ["train_lenet"], "classes": [3]}}
 out_dir = "reports/fidelity"
+reports_dir = "reports"
 models_dir = "models"
 checkpoint_dir = ".cache/checkpoints"
 """),
-    ("code", 'import dataclasses, json, time\nfrom pathlib import Path\n\nimport numpy as np\nimport pandas as pd\nimport seaborn as sns\nimport torch\nfrom IPython.display import Markdown, display\n\nfrom causal_interp import config, masking, pipeline, plotting, training\n\ncfg = config.from_dict(masking.MaskingConfig, params[stage], stage)\ndata_cfg = config.data_config(params)\nout, figs = pipeline.output_dirs(out_dir)\ntraining.set_threads(cfg.threads)\nsetups = {m: masking.load_setup(m, Path(models_dir), out.parent / cfg.graphs_dir / m / cfg.graph_test,\n                                cfg.classes, data_cfg) for m in cfg.models}   # missing model/graphs, bad classes stop here\nprint(cfg)'),
+    ("code", 'import dataclasses, json, time\nfrom pathlib import Path\n\nimport numpy as np\nimport pandas as pd\nimport seaborn as sns\nimport torch\nfrom IPython.display import Markdown, display\n\nfrom causal_interp import config, masking, pipeline, plotting, training\nfrom causal_interp.progress import progress\n\ncfg = config.from_dict(masking.MaskingConfig, params[stage], stage)\ndata_cfg = config.data_config(params)\nout, figs = pipeline.output_dirs(out_dir)\ntraining.set_threads(cfg.threads)\nsetups = {m: masking.load_setup(m, Path(models_dir), Path(reports_dir) / cfg.graphs_dir / m / cfg.graph_test,\n                                cfg.classes, data_cfg) for m in cfg.models}   # missing model/graphs, bad classes stop here\nprint(cfg)'),
     ("code", """rows = []
 t0 = time.perf_counter()
 for m, su in setups.items():
-    for c, g in su.graphs.items():
+    for c, g in progress(su.graphs.items(), total=len(su.graphs), desc=f"{m} classes", unit="class"):
         xc, yc = su.class_examples(c)
         for share in cfg.shares:
             for how in ["critical", "magnitude"] + ["random"] * cfg.random_draws:
@@ -458,7 +473,7 @@ table = df.groupby(["model", "ranking", "share"]).accuracy.mean().unstack("share
 display(table)"""),
     ("md", "## Verdict"),
     ("code", """metrics = {"settings": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "threads"}, "seconds": seconds, "models": {}}
-lines = []
+lines, headline = [], {}
 for m in setups:
     d = df[df.model == m].groupby(["ranking", "share"]).accuracy.mean()
     base = d["critical"][0.0]
@@ -472,11 +487,15 @@ for m in setups:
     if small:
         s = max(small)
         drastic = at20["critical"] < 0.5 * base and at20["critical"] < min(at20["random"], at20["magnitude"]) - 0.1
+        headline[m] = {"what": f"{m}: class accuracy, top {s:.0%} critical neurons masked (unmasked {base:.2f}, random "
+                              f"{at20['random']:.2f}, magnitude {at20['magnitude']:.2f})", "ours": at20["critical"],
+                      "verdict": "drastic drop holds" if drastic else "drastic drop does NOT hold"}
         lines.append(f"* **{m}**: unmasked class accuracy {base:.3f}. Masking the top {s:.0%} critical neurons of every layer gives "
                      f"**{at20['critical']:.3f}**, against {at20['random']:.3f} (random) and {at20['magnitude']:.3f} (weight magnitude). "
                      f"Paper's drastic drop below 20%: {'holds' if drastic else 'does NOT hold'} here "
                      f"(criterion: below half the unmasked accuracy and 0.1 below both baselines).")
 (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+pipeline.write_summary(out, headline)
 display(Markdown("\\n".join(lines)))"""),
 ]
 
@@ -498,15 +517,16 @@ Input channels (the parents of the first layer) are never masked, in either expe
 stage = "repair"
 params = {"seed": 0, "data": {"root": "data"}, "repair": {"models": ["train_lenet"], "classes": [3]}}
 out_dir = "reports/repair"
+reports_dir = "reports"
 models_dir = "models"
 checkpoint_dir = ".cache/checkpoints"
 """),
-    ("code", 'import dataclasses, json, time\nfrom pathlib import Path\n\nimport numpy as np\nimport pandas as pd\nimport seaborn as sns\nimport torch\nfrom IPython.display import Markdown, display\n\nfrom causal_interp import config, masking, pipeline, plotting, training\n\ncfg = config.from_dict(masking.MaskingConfig, params[stage], stage)\ndata_cfg = config.data_config(params)\nout, figs = pipeline.output_dirs(out_dir)\ntraining.set_threads(cfg.threads)\nsetups = {m: masking.load_setup(m, Path(models_dir), out.parent / cfg.graphs_dir / m / cfg.graph_test,\n                                cfg.classes, data_cfg) for m in cfg.models}   # missing model/graphs, bad classes stop here\nprint(cfg)'),
+    ("code", 'import dataclasses, json, time\nfrom pathlib import Path\n\nimport numpy as np\nimport pandas as pd\nimport seaborn as sns\nimport torch\nfrom IPython.display import Markdown, display\n\nfrom causal_interp import config, masking, pipeline, plotting, training\nfrom causal_interp.progress import progress\n\ncfg = config.from_dict(masking.MaskingConfig, params[stage], stage)\ndata_cfg = config.data_config(params)\nout, figs = pipeline.output_dirs(out_dir)\ntraining.set_threads(cfg.threads)\nsetups = {m: masking.load_setup(m, Path(models_dir), Path(reports_dir) / cfg.graphs_dir / m / cfg.graph_test,\n                                cfg.classes, data_cfg) for m in cfg.models}   # missing model/graphs, bad classes stop here\nprint(cfg)'),
     ("code", """rows = []
 t0 = time.perf_counter()
 for m, su in setups.items():
     x_all, y_all = su.evaluation_subset(cfg.all_classes_examples, cfg.seed)
-    for c, g in su.graphs.items():
+    for c, g in progress(su.graphs.items(), total=len(su.graphs), desc=f"{m} classes", unit="class"):
         xc, yc = su.class_examples(c)
         for share in cfg.shares:
             for how in ["graph"] + ["random"] * cfg.random_draws:
@@ -566,7 +586,7 @@ corr.to_csv(out / "corrections.csv", index=False)
 display(corr)"""),
     ("md", "## Verdict"),
     ("code", """metrics = {"settings": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "threads"}, "seconds": seconds, "models": {}}
-lines = []
+lines, headline = [], {}
 for m in setups:
     d = df[df.model == m].groupby(["mask", "share"])[["class_accuracy", "all_accuracy"]].mean()
     g0, gmax = d.loc["graph"].iloc[0], d.loc["graph"].max()
@@ -577,6 +597,11 @@ for m in setups:
     class_up = bool((gr.class_accuracy > g0.class_accuracy + 0.005).any())
     repaired = gr[(gr.class_accuracy > g0.class_accuracy + 0.005) & (gr.all_accuracy >= g0.all_accuracy - 0.005)]
     metrics["models"][m].update({"class_accuracy_improves": class_up, "repair_without_harm_shares": [float(x) for x in repaired.index]})
+    verdict = "repair holds" if len(repaired) else "repair does NOT hold"
+    headline[f"{m}-class"] = {"what": f"{m}: class accuracy, every distracting/irrelevant path masked (unmasked "
+                                     f"{g0.class_accuracy:.3f})", "ours": gr.class_accuracy.iloc[-1], "verdict": verdict}
+    headline[f"{m}-all-classes"] = {"what": f"{m}: all-class accuracy, same masks (unmasked {g0.all_accuracy:.3f})",
+                                   "ours": gr.all_accuracy.iloc[-1], "verdict": verdict}
     lines.append(f"* **{m}**: unmasked class accuracy {g0.class_accuracy:.4f} (all classes {g0.all_accuracy:.4f}). The best share "
                  f"({best_share:.0%}) gives {gmax.class_accuracy:.4f}; masking everything distracting/irrelevant gives "
                  f"{gr.class_accuracy.iloc[-1]:.4f} on the class but **{gr.all_accuracy.iloc[-1]:.4f} on all classes**; "
@@ -590,6 +615,8 @@ if len(corr):
                              "examples": len(corr), "corrected": int(corr.corrected.sum()),
                              "mean_true_prob_before": float(corr.true_prob_before.mean()),
                              "mean_true_prob_after": float(corr.true_prob_after.mean())}
+    headline["correction"] = {"what": f"{cfg.correction_model}: share of wrong predictions ({pair}) corrected by per-example graphs",
+                             "ours": float(corr.corrected.mean())}
     lines.append(f"* **Correction** ({cfg.correction_model}, {pair}): "
                  f"{int(corr.corrected.sum())} of {len(corr)} corrected; mean true-class probability "
                  f"{corr.true_prob_before.mean():.3f} -> {corr.true_prob_after.mean():.3f} (earlier paper: restored with near-certainty).")
@@ -600,6 +627,7 @@ else:
     metrics["correction"] = {"model": cfg.correction_model, "examples": 0}
     lines.append(f"* **Correction**: no evaluation example of class {cfg.correction_true} is predicted as {cfg.correction_predicted}.")
 (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+pipeline.write_summary(out, headline)
 display(Markdown("\\n".join(lines)))"""),
 ]
 
@@ -630,6 +658,7 @@ stage = "evaluate_explanations"
 params = {"seed": 0, "data": {"root": "data"}, "evaluate_explanations": {"models": ["train_lenet"], "classes": [3],
           "examples_per_class": 2, "correct_only": False, "le_samples": 2, "baselines": {"rise_masks": 16}}}
 out_dir = "reports/evaluate_explanations"
+reports_dir = "reports"
 models_dir = "models"
 checkpoint_dir = ".cache/checkpoints"
 """),
@@ -651,7 +680,7 @@ out, figs = pipeline.output_dirs(out_dir)
 training.set_threads(cfg.threads)
 setups, explainers, examples, skipped = {}, {}, {}, {}
 for m in cfg.models:   # missing model/graphs, classes without a graph, unknown layer: all stop here
-    su = masking.load_setup(m, Path(models_dir), out.parent / cfg.graphs_dir / m / cfg.graph_test, cfg.classes, data_cfg)
+    su = masking.load_setup(m, Path(models_dir), Path(reports_dir) / cfg.graphs_dir / m / cfg.graph_test, cfg.classes, data_cfg)
     layer = evaluation.map_layer(su.model, next(iter(su.graphs.values())), cfg.layers.get(m))
     explainers[m] = {"Causal": evaluation.CausalExplainer(su.model, su.graphs, layer),
                      **{b: baselines.explainer(b, su.model, cfg.baseline_config) for b in cfg.methods if b != "Causal"}}
@@ -680,12 +709,13 @@ for m, su in setups.items():
     x, y, idx = examples[m]
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("models", "threads", "methods", "bootstrap", "graphs_dir")}
     key = hashlib.sha256(json.dumps([settings, file_md5(Path(models_dir) / f"{m}.pt"), idx.tolist(), explainers[m]["Causal"].layer,
-                                     sorted(file_md5(p) for p in (out.parent / cfg.graphs_dir / m / cfg.graph_test).glob("class_*.json"))],
+                                     sorted(file_md5(p) for p in (Path(reports_dir) / cfg.graphs_dir / m / cfg.graph_test).glob("class_*.json"))],
                                     sort_keys=True, default=str).encode()).hexdigest()[:12]
     for method in cfg.methods:
         try:
             r = evaluation.evaluate_method(method, explainers[m][method], cfg, su.model, x, y,
-                                           Path(checkpoint_dir).parent / "evaluation" / f"{m}-{key}" / f"{method}.json")
+                                           Path(checkpoint_dir).parent / "evaluation" / f"{m}-{key}" / f"{method}.json",
+                                           desc=f"{m} ")
         except RuntimeError as e:   # a baseline library that cannot handle this architecture: reported, not scored
             if method == "Causal":
                 raise
@@ -765,6 +795,7 @@ if "train_lenet" in setups:
            "failed_methods": failed_methods}
 lines = [f"* **{f['model']}: {f['method']} failed** (the library cannot handle this architecture) and is left out: {f['error'][:120]}"
          for f in failed_methods]
+headline = {}
 for m in setups:
     metrics["models"][m] = {"examples": int(len(examples[m][1])), "layer": explainers[m]["Causal"].layer}
     for setting in evaluation.SETTINGS:
@@ -775,6 +806,15 @@ for m in setups:
                                          "ci95": {met: {k: v[1:] for k, v in d.items()} for met, d in per.items()},
                                          "le_claim": le, "irof_claim": irof}
         c_le, c_irof = per["LE"]["Causal"], per["IROF"]["Causal"]
+        published = evaluation.PUBLISHED_LENET if m == "train_lenet" and setting == "paper" else {"LE": {}, "IROF": {}}
+        headline[f"{m}-{setting}-LE"] = {"what": f"{m}: causal LE median, {setting} normalisation (best other: "
+                                                f"{le['best_other']} {per['LE'][le['best_other']][0]:.3g})",
+                                        "ours": c_le[0], "paper": published["LE"].get("Causal"),
+                                        "verdict": f"lowest by a wide margin {'holds' if le['holds'] else 'does NOT hold'}"}
+        headline[f"{m}-{setting}-IROF"] = {"what": f"{m}: causal IROF median, {setting} normalisation (rank {irof['rank']} "
+                                                  f"of {len(per['IROF'])})", "ours": c_irof[0],
+                                          "paper": None,   # theirs is an area under the curve, ours over it
+                                          "verdict": f"best or on par {'holds' if irof['holds'] else 'does NOT hold'}"}
         lines.append(
             f"* **{m}, {setting} normalisation**: causal LE median {c_le[0]:.3g} [{c_le[1]:.3g}, {c_le[2]:.3g}], best other "
             f"{le['best_other']} {per['LE'][le['best_other']][0]:.3g}: lowest LE by a wide margin "
@@ -788,6 +828,7 @@ for m, why in skipped.items():
     metrics["models"][m] = {"skipped": why}
     lines.append(f"* **{m}**: not evaluated: {why}.")
 (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+pipeline.write_summary(out, headline)
 display(Markdown("\\n".join(lines)))"""),
     ("md", """## Deviations from the paper
 

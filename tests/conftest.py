@@ -53,3 +53,11 @@ def make_fake_root(root: Path, n_train: int = 120, n_test: int = 80, seed: int =
 @pytest.fixture(scope="session")
 def fake_root(tmp_path_factory) -> Path:
     return make_fake_root(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="session")
+def fake_data(fake_root):
+    """The fake data root as a DataConfig with checksum verification off (its files are not the published ones)."""
+    from causal_interp.config import DataConfig
+
+    return DataConfig(root=str(fake_root), verify=False)

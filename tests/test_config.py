@@ -41,7 +41,7 @@ def test_missing_params_file():
     ({"dataset": "svhn", "model": "lenet"}, "unknown dataset 'svhn'"),
     ({"dataset": "mnist", "model": "lenet", "epochs": "ten"}, "epochs must be int"),
     ({"dataset": "mnist", "model": "lenet", "epochs": 0}, "epochs must be >= 1"),
-    ({"dataset": "mnist", "model": "lenet", "lr": -1}, "lr must be > 0"),
+    ({"dataset": "mnist", "model": "lenet", "lr": -1}, r"s.lr must be in \(0, 10\], got -1.0"),
     ({"dataset": "mnist", "model": "lenet", "optimizer": "rmsprop"}, "optimizer must be"),
     ({"dataset": "mnist", "model": "lenet", "epoch": 3}, r"unknown key\(s\) \['epoch'\]"),
     ({"model": "lenet"}, "missing required key 'dataset'"),

@@ -11,26 +11,26 @@ from causal_interp.data import DataError
 from .conftest import SHARED_DATASETS, make_fake_root
 
 
-def test_load_fake_mnist_resized_to_32(fake_root):
-    ds = data.load_dataset("mnist", fake_root, image_size=32)
+def test_load_fake_mnist_resized_to_32(fake_data):
+    ds = data.load_dataset("mnist", fake_data, image_size=32)
     assert ds.x_train.shape == (120, 1, 32, 32) and ds.x_train.dtype == torch.uint8
     assert ds.x_test.shape == (80, 1, 32, 32)
     assert ds.y_train.dtype == torch.int64 and set(ds.y_train.tolist()) == set(range(10))
     assert ds.classes == [str(i) for i in range(10)]
 
 
-def test_load_fake_cifar_layout_and_subsets(fake_root):
-    ds = data.load_dataset("cifar10", fake_root, train_subset=30, test_subset=20, seed=1)
+def test_load_fake_cifar_layout_and_subsets(fake_root, fake_data):
+    ds = data.load_dataset("cifar10", fake_data, train_subset=30, test_subset=20, seed=1)
     assert ds.x_train.shape == (30, 3, 32, 32) and ds.x_test.shape == (20, 3, 32, 32)
-    again = data.load_dataset("cifar10", fake_root, train_subset=30, test_subset=20, seed=1)
+    again = data.load_dataset("cifar10", fake_data, train_subset=30, test_subset=20, seed=1)
     assert torch.equal(ds.x_train, again.x_train)  # seeded subsets are reproducible
-    full = data.load_dataset("cifar10", fake_root)
+    full = data.load_dataset("cifar10", fake_data)
     raw = np.load(fake_root / "cifar10" / "cifar10.npz")
     assert torch.equal(full.x_train[5], torch.from_numpy(raw["x_train"][5]).permute(2, 0, 1))  # HWC -> CHW
 
 
-def test_normalize_roundtrip(fake_root):
-    ds = data.load_dataset("cifar10", fake_root, test_subset=4)
+def test_normalize_roundtrip(fake_data):
+    ds = data.load_dataset("cifar10", fake_data, test_subset=4)
     x = ds.normalize(ds.x_test)
     assert x.dtype == torch.float32
     assert torch.allclose(ds.denormalize(x), ds.x_test.float() / 255, atol=1e-6)
@@ -101,7 +101,7 @@ def test_fetch_mnist_from_real_mirror(tmp_path):
 def test_load_halves_reads_only_the_test_set_and_splits_it(fake_root):
     from causal_interp.config import DataConfig
 
-    h = data.load_halves({"dataset": "cifar10", "image_size": 40}, DataConfig(root=str(fake_root), discovery_fraction=0.25))
+    h = data.load_halves({"dataset": "cifar10", "image_size": 40}, DataConfig(root=str(fake_root), discovery_fraction=0.25, verify=False))
     assert len(h.data.x_train) == 0 and h.x.shape == (80, 3, 40, 40) and h.x.dtype == torch.float32
     assert len(h.discovery) == 20 and len(h.evaluation) == 60
     assert sorted(h.discovery.tolist() + h.evaluation.tolist()) == list(range(80))

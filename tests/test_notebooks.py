@@ -1,102 +1,93 @@
-"""Every stage of dvc.yaml runs end to end through papermill with the smoke profile on tiny fake data."""
+"""Every notebook stage of dvc.yaml runs end to end through papermill with the smoke profile on tiny fake data.
+
+The stage list is `pipeline.dvc_stages()`, the same list `make smoke` runs. One smoke run is shared by the tests;
+it runs two stages at a time (each in its own kernel), a stage starting once the stages it depends on are done.
+"""
 import json
-import subprocess
-import sys
+import multiprocessing
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
 import pytest
-import yaml
 
 from causal_interp import pipeline
 
 from .conftest import REPO
 
+STAGES = pipeline.dvc_stages(REPO)
+NOTEBOOK_STAGES = [s for s in STAGES if s.notebook]
+WORKERS = 2
 
 
-def expanded_stages() -> dict:
-    """dvc.yaml's stages with `foreach` stages expanded over their params.yaml list (`name@item`)."""
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    stages = {}
-    for name, spec in yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"].items():
-        if "foreach" in spec:
-            items = params[spec["foreach"].strip("${}")]
-            text = yaml.safe_dump(spec["do"])
-            for item in items:
-                stages[item] = yaml.safe_load(text.replace("${item}", item))
-        else:
-            stages[name] = spec
-    return {name: spec for name, spec in stages.items() if spec["cmd"].startswith("python -m causal_interp.pipeline")}
+def _run_one(stage, root, fake_root):
+    """One stage on one core: two kernels with two torch threads each on two cores make OpenMP spin-wait for
+    each other and run ten times slower than one after the other."""
+    overrides = {"data": {"root": str(fake_root), "verify": False}, stage.section: {"threads": 1}}
+    return pipeline.run_stage(stage.section, stage.notebook, profile="smoke", reports=root / "reports",
+                              models=root / "models", overrides=overrides, checkpoints=root / "ckpt", stages=STAGES)
 
 
-STAGES = expanded_stages()
-
-
-def stage_notebook(stage):
-    cmd = STAGES[stage]["cmd"].split()
-    assert cmd[:4] == ["python", "-m", "causal_interp.pipeline", stage], cmd
-    return cmd[4]
+def prerequisites(stage) -> set[str]:
+    """The notebook stages producing what `stage` depends on."""
+    return {s.name for s in NOTEBOOK_STAGES for out in s.outs for dep in stage.deps
+            if dep == out or dep.startswith(out + "/") or out.startswith(dep + "/")} - {stage.name}
 
 
 @pytest.fixture(scope="module")
 def smoke_run(fake_root, tmp_path_factory):
-    """Every stage, in dvc.yaml order (which is dependency order), into one scratch tree; errors kept per stage."""
+    """Every notebook stage into one scratch tree; results (executed notebook or the exception) per stage. A stage
+    whose prerequisite failed is not run and reports that."""
     root = tmp_path_factory.mktemp("smoke")
-    results = {}
-    for stage in STAGES:
-        try:
-            results[stage] = pipeline.run_stage(stage, stage_notebook(stage), profile="smoke", reports=root / "reports",
-                                                models=root / "models", overrides={"data": {"root": str(fake_root)}},
-                                                log_output=False, checkpoints=root / "ckpt")
-        except Exception as e:  # reported by the stage's own test
-            results[stage] = e
+    results, running = {}, {}
+    waiting = list(NOTEBOOK_STAGES)
+    with ProcessPoolExecutor(WORKERS, mp_context=multiprocessing.get_context("spawn")) as pool:
+        while waiting or running:
+            for s in list(waiting):
+                needs = prerequisites(s)
+                failed = [n for n in needs if isinstance(results.get(n), Exception)]
+                if failed:
+                    results[s.name] = RuntimeError(f"not run: prerequisite {failed} failed")
+                    waiting.remove(s)
+                elif needs <= set(results) and len(running) < WORKERS:
+                    running[pool.submit(_run_one, s, root, fake_root)] = s.name
+                    waiting.remove(s)
+            if running:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    name = running.pop(future)
+                    try:
+                        results[name] = future.result()
+                    except Exception as e:  # reported by the stage's own test
+                        results[name] = e
     return root, results
 
 
+def test_prerequisites_follow_dvc_yaml():
+    by_name = {s.name: s for s in NOTEBOOK_STAGES}
+    assert prerequisites(by_name["discover_graphs"]) == {"train_lenet", "finetune_cifar10"}
+    assert prerequisites(by_name["reliability"]) == {"train_lenet", "finetune_cifar10", "discover_graphs"}
+    assert "arch_graphs" in prerequisites(by_name["arch_repair"]) and prerequisites(by_name["train_lenet"]) == set()
+
+
 @pytest.mark.notebooks
-@pytest.mark.parametrize("stage", list(STAGES))
+@pytest.mark.parametrize("stage", [s.name for s in NOTEBOOK_STAGES])
 def test_stage_runs_with_smoke_profile(stage, smoke_run):
-    tmp_path, results = smoke_run
+    root, results = smoke_run
     executed = results[stage]
     if isinstance(executed, Exception):
         raise executed
-    assert executed.exists() and not (executed.parent / f"{stage}.failed.ipynb").exists()
-    # every declared output of the stage (relative to reports/ and models/) was written
-    for entry in STAGES[stage].get("outs", []) + STAGES[stage].get("metrics", []) + STAGES[stage].get("plots", []):
-        path = next(iter(entry)) if isinstance(entry, dict) else entry
+    spec = next(s for s in STAGES if s.name == stage)
+    assert executed.exists() and not (executed.parent / f"{spec.section}.failed.ipynb").exists()
+    assert not (root / "reports" / ".staging" / spec.section).exists(), "the staging folder is removed"
+    for path in spec.outs:                      # every declared output (relative to reports/ and models/) was written
         top, rest = path.split("/", 1)
-        assert (tmp_path / top / rest).exists(), path
-    for entry in STAGES[stage].get("metrics", []):
-        path = next(iter(entry)) if isinstance(entry, dict) else entry
-        json.loads((tmp_path / path).read_text())
-
-
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "causal_interp.pipeline", *args], capture_output=True, text=True,
-                          cwd=REPO, timeout=300)
-
-
-def test_bad_model_name_stops_with_one_line(tmp_path, fake_root):
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["train_lenet"]["model"] = "lenet9"
-    (tmp_path / "p.yaml").write_text(yaml.safe_dump(params))
-    r = run_cli("train_lenet", "notebooks/train.ipynb", "--params", str(tmp_path / "p.yaml"), "--quiet",
-                "--reports", str(tmp_path / "r"), "--models", str(tmp_path / "m"), "--data-root", str(fake_root),
-                "--checkpoints", str(tmp_path / "c"))
-    assert r.returncode != 0
-    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
-    assert errors == ["error: train_lenet: ConfigError: train_lenet.model: unknown model 'lenet9'; use 'lenet' or a timm name"]
-    assert not (tmp_path / "r" / "train_lenet" / "train_lenet.ipynb").exists()
-    assert (tmp_path / "r" / "train_lenet" / "train_lenet.failed.ipynb").exists()
-
-
-def test_missing_data_stops_with_fetch_hint(tmp_path):
-    r = run_cli("train_lenet", "notebooks/train.ipynb", "--quiet", "--data-root", str(tmp_path / "empty"),
-                "--reports", str(tmp_path / "r"), "--models", str(tmp_path / "m"), "--checkpoints", str(tmp_path / "c"))
-    assert r.returncode != 0
-    assert any(line.startswith("error: train_lenet: DataError: mnist not found") for line in r.stderr.splitlines())
-
-
-def test_unknown_stage_and_profile(tmp_path):
-    r = run_cli("train_resnet", "notebooks/train.ipynb", "--reports", str(tmp_path))
-    assert r.returncode == 2 and "has no section 'train_resnet'" in r.stderr
-    r = run_cli("train_lenet", "notebooks/train.ipynb", "--profile", "huge", "--reports", str(tmp_path))
-    assert r.returncode == 2 and "unknown profile 'huge'" in r.stderr
+        assert (root / top / rest).exists(), path
+        if path.endswith(".json"):
+            json.loads((root / path).read_text())
+    summary = root / "reports" / spec.section / "summary"
+    rows = [json.loads(p.read_text()) for p in summary.glob("*.json")]
+    assert rows and all(set(r) == set(pipeline.SUMMARY_KEYS) for r in rows), "dvc metrics rows share one schema"
+    nb = json.loads(executed.read_text())
+    streams = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])
+               if o.get("output_type") == "stream" and o.get("name") == "stderr"]
+    noise = [o for o in streams if "TqdmWarning" in "".join(o["text"]) or "it/s]" in "".join(o["text"])]
+    assert not noise, "progress bars and tqdm warnings stay out of the executed notebook"

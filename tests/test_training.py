@@ -32,8 +32,8 @@ def test_classification_metrics_by_hand():
     assert m["confusion_matrix"] == [[1, 0, 0], [1, 1, 0], [0, 0, 1]]
 
 
-def test_training_learns_the_fake_task(fake_root):
-    ds = data.load_dataset("mnist", fake_root, image_size=32)
+def test_training_learns_the_fake_task(fake_data):
+    ds = data.load_dataset("mnist", fake_data, image_size=32)
     cfg = small_cfg(epochs=4)
     torch.manual_seed(0)
     net = models.build_model("lenet", 10, in_chans=1)
@@ -44,8 +44,8 @@ def test_training_learns_the_fake_task(fake_root):
     assert after["accuracy"] > max(0.5, before["accuracy"])
 
 
-def test_resume_after_interruption_equals_uninterrupted_run(fake_root, tmp_path):
-    ds = data.load_dataset("cifar10", fake_root)
+def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, fake_data):
+    ds = data.load_dataset("cifar10", fake_data)
     cfg = small_cfg(dataset="cifar10", optimizer="sgd", lr=0.05, epochs=2, crop_pad=2, hflip=True)
     quiet = lambda *_: None  # noqa: E731
 

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .config import bounded
+
 METHODS = ("RISE", "Occlusion", "IntegratedGradients", "Saliency", "GradientShap", "InputXGradient",
            "Deconvolution", "ExcitationBackprop")
 
@@ -32,20 +34,12 @@ METHODS = ("RISE", "Occlusion", "IntegratedGradients", "Saliency", "GradientShap
 class BaselineConfig:
     """Settings of the baselines (params.yaml `evaluate_explanations.baselines`)."""
 
-    rise_masks: int = 500
-    occlusion_window: float = 0.25    # share of the image side
-    ig_steps: int = 32
-    shap_samples: int = 16
-    batch_size: int = 64              # inputs per call inside a method (memory knob)
-    seed: int = 0
-
-    def validate(self, section: str) -> None:
-        from .config import ConfigError
-
-        if self.rise_masks < 1 or self.ig_steps < 1 or self.shap_samples < 1 or self.batch_size < 1:
-            raise ConfigError(f"{section}: rise_masks, ig_steps, shap_samples and batch_size must be >= 1")
-        if not 0 < self.occlusion_window <= 1:
-            raise ConfigError(f"{section}.occlusion_window must be in (0, 1], got {self.occlusion_window}")
+    rise_masks: int = bounded(500, 1, 100_000)
+    occlusion_window: float = bounded(0.25, 0, 1, low_open=True)    # share of the image side
+    ig_steps: int = bounded(32, 1, 10_000)
+    shap_samples: int = bounded(16, 1, 10_000)
+    batch_size: int = bounded(64, 1, 65_536)   # inputs per call inside a method (memory knob)
+    seed: int = bounded(0, 0)
 
 
 def check_methods(names) -> list[str]:

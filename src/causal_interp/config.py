@@ -20,15 +20,23 @@ class ConfigError(ValueError):
     """A malformed or inconsistent parameter; the message names the offending key."""
 
 
-def load_params(path: str | Path = "params.yaml", profile: str = "default") -> dict:
-    """Load params.yaml and merge the overrides of `profile` (no-op for "default")."""
+def read_yaml(path: str | Path = "params.yaml") -> dict:
+    """params.yaml as a dict (profiles included), with one-line errors for a missing or malformed file."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"params file not found: {path}")
-    with open(path) as f:
-        params = yaml.safe_load(f) or {}
+    try:
+        params = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(params, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
+    return params
+
+
+def load_params(path: str | Path = "params.yaml", profile: str = "default") -> dict:
+    """Load params.yaml and merge the overrides of `profile` (no-op for "default")."""
+    params = read_yaml(path)
     profiles = params.pop("profiles", {}) or {}
     if profile != "default":
         if profile not in profiles:
@@ -60,12 +68,36 @@ def from_dict(cls, values: dict, section: str):
     for name, f in names.items():
         if name in values:
             kwargs[name] = _coerce(values[name], f.type, f"{section}.{name}")
+            check_range(kwargs[name], f.metadata.get("range"), f"{section}.{name}")
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(f"params section {section!r}: missing required key {name!r}")
     obj = cls(**kwargs)
     if hasattr(obj, "validate"):
-        obj.validate(section)
+        try:
+            obj.validate(section)
+        except ConfigError:
+            raise
+        except (ValueError, TypeError, KeyError, IndexError) as e:   # the engine's own checks, as one line
+            raise ConfigError(str(e).strip("'\"")) from None
     return obj
+
+
+def bounded(default, low=None, high=None, *, low_open: bool = False, high_open: bool = False):
+    """A dataclass field with an allowed range, checked by `from_dict`: [low, high], ends open when asked."""
+    return field(default=default, metadata={"range": (low, high, low_open, high_open)})
+
+
+def check_range(value, bounds, key: str) -> None:
+    """Raise ConfigError when the number `value` (None passes) is outside `bounds` (see `bounded`)."""
+    if bounds is None or value is None:
+        return
+    low, high, low_open, high_open = bounds
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if too_low or too_high:
+        interval = (f"{'(' if low_open else '['}{'-inf' if low is None else low}, "
+                    f"{'inf' if high is None else high}{')' if high_open or high is None else ']'}")
+        raise ConfigError(f"{key} must be in {interval}, got {value!r}")
 
 
 def _coerce(value: Any, annotation: str, key: str):
@@ -103,15 +135,14 @@ class DataConfig:
     """Where the raw datasets live and how the official test set is split (discovery / evaluation)."""
 
     root: str = "data"
-    discovery_fraction: float = 0.5
-    split_seed: int = 0
+    discovery_fraction: float = bounded(0.5, 0, 1, low_open=True, high_open=True)
+    split_seed: int = bounded(0, 0)
+    verify: bool = True      # check every raw file against its published checksum before reading it
     # ImageNet-style folder for `dataset: imagenet`: {root: DIR with val/<wnid>/ (and train/<wnid>/),
     # classes: null (all) or a list of wnids to load, e.g. the 10 animal classes of the repair study}
     imagenet: dict = field(default_factory=lambda: {"root": None, "classes": None})
 
     def validate(self, section: str) -> None:
-        if not 0.0 < self.discovery_fraction < 1.0:
-            raise ConfigError(f"{section}.discovery_fraction must be in (0, 1), got {self.discovery_fraction}")
         unknown = set(self.imagenet) - {"root", "classes"}
         if unknown:
             raise ConfigError(f"{section}.imagenet: unknown keys {sorted(unknown)} (known: root, classes)")
@@ -127,23 +158,23 @@ class TrainConfig:
     dataset: str
     model: str
     pretrained: bool = False
-    image_size: int = 32
-    epochs: int = 5
-    batch_size: int = 128
+    image_size: int = bounded(32, 16, 1024)
+    epochs: int = bounded(5, 0, 10_000)
+    batch_size: int = bounded(128, 1, 65_536)
     optimizer: str = "adam"
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    momentum: float = 0.9
-    label_smoothing: float = 0.0
-    crop_pad: int = 0
+    lr: float = bounded(1e-3, 0, 10, low_open=True)
+    weight_decay: float = bounded(0.0, 0, 1)
+    momentum: float = bounded(0.9, 0, 1, high_open=True)
+    label_smoothing: float = bounded(0.0, 0, 1, high_open=True)
+    crop_pad: int = bounded(0, 0, 64)
     hflip: bool = False
     bf16: bool = False
-    train_subset: int | None = None
-    test_subset: int | None = None
-    target_accuracy: float = 0.0
-    time_budget_minutes: float | None = None
-    seed: int = 0
-    threads: int | None = None
+    train_subset: int | None = bounded(None, 1)
+    test_subset: int | None = bounded(None, 1)
+    target_accuracy: float = bounded(0.0, 0, 1)
+    time_budget_minutes: float | None = bounded(None, 0, low_open=True)
+    seed: int = bounded(0, 0)
+    threads: int | None = bounded(None, 1, 1024)
 
     def validate(self, section: str) -> None:
         from .data import DATASETS
@@ -156,15 +187,10 @@ class TrainConfig:
             raise ConfigError(f"{section}.optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
         if self.epochs < (0 if self.pretrained else 1):
             raise ConfigError(f"{section}.epochs must be >= 1 (0 only with pretrained: true, to use the weights as they are)")
-        for name in ("batch_size", "image_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{section}.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("train_subset", "test_subset"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ConfigError(f"{section}.{name} must be >= 1 or null, got {value}")
-        if self.lr <= 0:
-            raise ConfigError(f"{section}.lr must be > 0, got {self.lr}")
+        if self.model == "lenet" and self.image_size != 32:
+            raise ConfigError(f"{section}.image_size must be 32 for lenet (its fc1 reads 16 x 5 x 5), got {self.image_size}")
+        if self.dataset == "imagenet" and self.pretrained is False and self.epochs == 0:
+            raise ConfigError(f"{section}: epochs 0 needs pretrained: true")
 
 
 def stage_config(params: dict, stage: str, cls=TrainConfig):

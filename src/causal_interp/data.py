@@ -33,7 +33,30 @@ MNIST_FILES = {  # torchvision's md5 list
     "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
     "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
 }
+MNIST_EXTRACTED = {  # the idx files torchvision extracts from them (shared/datasets/SOURCES.md)
+    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+}
 CIFAR_NPZ = ("cifar10/cifar10.npz", "sha256", "f6eba2b7a6f06cae9804d7b8e899ae24d56c09a3256ff5b5ebf1958e624701c4")
+CIFAR_BATCHES = {  # torchvision's md5 list of the official python pickles (cifar-10-batches-py/)
+    "data_batch_1": "c99cafc152244af753f735de768cd75f", "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751", "data_batch_4": "634d18415352ddfa80567beed471001a",
+    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb", "test_batch": "40351d587109b95175f43aff81a1287e",
+    "batches.meta": "5ff9c542aee3614f3951f8cda6e48888",
+}
+
+
+def published_checksums(name: str) -> dict[str, tuple[str, str]]:
+    """{path under the data root: (algorithm, digest)} of every raw and extracted file of dataset `name`.
+    CIFAR-10 is either the mirror's npz or torchvision's pickles: whichever is present is checked."""
+    if name == "mnist":
+        return {**{f"MNIST/raw/{f}": ("md5", d) for f, d in MNIST_FILES.items()},
+                **{f"MNIST/raw/{f}": ("md5", d) for f, d in MNIST_EXTRACTED.items()}}
+    if name == "cifar10":
+        return {CIFAR_NPZ[0]: CIFAR_NPZ[1:], **{f"cifar-10-batches-py/{f}": ("md5", d) for f, d in CIFAR_BATCHES.items()}}
+    return {}
 
 DATASETS = {
     "mnist": dict(channels=1, native_size=28, mean=(0.1307,), std=(0.3081,),
@@ -58,6 +81,40 @@ def file_hash(path: Path, algo: str = "md5") -> str:
     return h.hexdigest()
 
 
+_verified: dict = {}   # (path, size, mtime) -> digest, so one process hashes a file once
+
+
+def _digest(path: Path, algo: str) -> str:
+    st = path.stat()
+    key = (str(path.resolve()), algo, st.st_size, st.st_mtime_ns)
+    if key not in _verified:
+        _verified[key] = file_hash(path, algo)
+    return _verified[key]
+
+
+def repair_command(root) -> str:
+    mirror = os.environ.get(MIRROR_ENV)
+    return f"python -m causal_interp.data fetch --root {root} --repair" + (f" --mirror {mirror}" if mirror else "") + \
+        " (or: make data REPAIR=1)"
+
+
+def verify(root, name: str) -> list[str]:
+    """Check every file of dataset `name` present under `root` against its published checksum; returns the
+    checked paths. A mismatch raises DataError naming the file and the command that repairs it."""
+    root = Path(root)
+    checked = []
+    for rel, (algo, expected) in published_checksums(name).items():
+        path = root / rel
+        if not path.is_file():
+            continue
+        got = _digest(path, algo)
+        if got != expected:
+            raise DataError(f"{path} is corrupt: {algo} {got}, published {expected}. Nothing was read. "
+                            f"Repair it with: {repair_command(root)}")
+        checked.append(rel)
+    return checked
+
+
 def _place_verified(src: Path, dst: Path, algo: str, expected: str) -> str:
     """Copy `src` to `dst` after checking its hash; never overwrite a differing existing file."""
     if dst.exists():
@@ -77,10 +134,23 @@ def _place_verified(src: Path, dst: Path, algo: str, expected: str) -> str:
     return f"copied: {src} -> {dst}"
 
 
-def fetch(root: str | Path = "data", mirror: str | Path | None = None, datasets=("mnist", "cifar10")) -> list[str]:
+def set_aside_corrupt(root, name: str) -> list[str]:
+    """Rename every file of `name` under `root` whose checksum is wrong to `<file>.corrupt` (for `fetch --repair`)."""
+    root, moved = Path(root), []
+    for rel, (algo, expected) in published_checksums(name).items():
+        path = root / rel
+        if path.is_file() and _digest(path, algo) != expected:
+            os.replace(path, path.with_name(path.name + ".corrupt"))
+            moved.append(f"set aside (corrupt): {path} -> {path.name}.corrupt")
+    return moved
+
+
+def fetch(root: str | Path = "data", mirror: str | Path | None = None, datasets=("mnist", "cifar10"),
+          repair: bool = False) -> list[str]:
     """Fill `root` with the raw datasets, from `mirror` when given, else by torchvision download.
 
-    Every file is checked against its published checksum; existing files are verified, never replaced.
+    Every file, raw and extracted, is checked against its published checksum; existing files are verified, never
+    replaced. With `repair`, corrupt files are first renamed to `<file>.corrupt` and fetched again.
     """
     import torchvision
 
@@ -89,6 +159,9 @@ def fetch(root: str | Path = "data", mirror: str | Path | None = None, datasets=
     if mirror is not None and not mirror.is_dir():
         raise DataError(f"data mirror directory not found: {mirror}")
     log = []
+    if repair:
+        for name in datasets:
+            log += set_aside_corrupt(root, name)
     for name in datasets:
         if name not in DATASETS:
             raise DataError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}")
@@ -100,14 +173,11 @@ def fetch(root: str | Path = "data", mirror: str | Path | None = None, datasets=
                 for fname, md5 in MNIST_FILES.items():
                     log.append(_place_verified(mirror / "MNIST/raw" / fname, root / "MNIST/raw" / fname, "md5", md5))
             else:
-                for fname, md5 in MNIST_FILES.items():  # refuse to touch a corrupt existing file
-                    p = root / "MNIST/raw" / fname
-                    if p.exists() and file_hash(p) != md5:
-                        raise DataError(f"{p} exists but is corrupt (md5 differs); move it aside and fetch again")
+                verify(root, "mnist")               # refuse to touch a corrupt existing file
             # verifies the md5s and extracts the idx files (no network when the .gz files are present)
             for train in (True, False):
                 torchvision.datasets.MNIST(root, train=train, download=True)
-            log.append(f"mnist ready under {root / 'MNIST'}")
+            log.append(f"mnist ready under {root / 'MNIST'}: {len(verify(root, 'mnist'))} files verified")
         elif name == "cifar10":
             rel, algo, digest = CIFAR_NPZ
             if mirror is not None:
@@ -115,16 +185,20 @@ def fetch(root: str | Path = "data", mirror: str | Path | None = None, datasets=
             else:
                 torchvision.datasets.CIFAR10(root, train=True, download=True)  # md5-checked by torchvision
                 log.append(f"cifar10 downloaded under {root / 'cifar-10-batches-py'}")
+            log[-1] += f" ({len(verify(root, 'cifar10'))} files verified)"
     return log
 
 
 def check_present(root, name: str) -> None:
-    """Fail early, with the command to run, when a dataset is missing from `root` (a folder, or a DataConfig)."""
+    """Fail early, with the command to run, when a dataset is missing from `root` (a folder, or a DataConfig), and
+    when one of its files differs from its published checksum (`verify`; skipped with a DataConfig whose
+    `verify` is false, for your own data in the same layout)."""
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}")
     if name == "imagenet":
         image_folder_classes(root)
         return
+    checked = getattr(root, "verify", True)
     root = Path(root if isinstance(root, (str, Path)) else root.root)
     if name == "mnist":
         missing = [f for f in MNIST_FILES if not (root / "MNIST/raw" / f).exists()]
@@ -134,6 +208,8 @@ def check_present(root, name: str) -> None:
     if not ok:
         raise DataError(f"{name} not found under {root}/; run `python -m causal_interp.data fetch "
                         f"--root {root} [--mirror DIR]` (or set {MIRROR_ENV})")
+    if checked:
+        verify(root, name)
 
 
 @dataclass
@@ -329,9 +405,10 @@ def main(argv=None) -> int:
     p.add_argument("--mirror", default=os.environ.get(MIRROR_ENV) or None,
                    help=f"offline mirror directory (default: ${MIRROR_ENV}; unset = download)")
     p.add_argument("--datasets", nargs="+", default=["mnist", "cifar10"])
+    p.add_argument("--repair", action="store_true", help="rename corrupt files to <file>.corrupt and fetch them again")
     args = parser.parse_args(argv)
     try:
-        for line in fetch(args.root, args.mirror, args.datasets):
+        for line in fetch(args.root, args.mirror, args.datasets, repair=args.repair):
             print(line)
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -28,7 +28,9 @@ from scipy.stats import norm
 from torch import nn
 
 from .interventions import Intervention, TracedModel, _out_nodes, check_finite, check_layer, trace, treatment_effects
+from .config import bounded
 from .models import evaluating
+from .progress import progress
 
 TESTS = ("two_sample", "paired")
 GRAPH_FORMAT = 2  # bump when ClassGraph's JSON changes: cached graphs of other formats are not reused
@@ -214,13 +216,13 @@ def graph_files(folder: str | Path, classes: list[int] | None = None) -> dict[in
 def discover_class_graph(model: nn.Module, x: torch.Tensor, class_index: int, layers: list[str] | None = None,
                          intervention: Intervention | None = None, test: str = "two_sample", alpha: float = 0.05,
                          class_name: str = "", model_name: str = "", max_batch: int = 4096,
-                         traced: TracedModel | None = None) -> ClassGraph:
+                         traced: TracedModel | None = None, bar=None) -> ClassGraph:
     """Algorithm 1 for class `class_index` on examples `x` (correctly classified examples of the class).
 
     All inputs are checked before any intervention: unknown layer names, a class index out of range,
     an unknown test, chains whose consecutive layers are not connected channel by channel, and NaN/inf in
     the examples or their logits (`NonFiniteError`, naming the class and the layer; effects are checked too).
-    The model comes back in the train/eval mode it came in.
+    The model comes back in the train/eval mode it came in. `bar` (a `progress` bar) advances by one per layer.
     """
     intervention = intervention or Intervention()
     if test not in TESTS:
@@ -246,6 +248,8 @@ def discover_class_graph(model: nn.Module, x: torch.Tensor, class_index: int, la
         if not targets:  # nothing upstream can matter any more
             graph.layers.append(LayerGraph(name, parents[name], [], [], [], list(range(parents[name])),
                                            [0.0] * parents[name], [0.0] * parents[name], [1.0] * parents[name]))
+            if bar is not None:
+                bar.update(1)
             continue
         iv = dataclasses.replace(intervention, seed=intervention.seed * 1009 + depth)
         t0 = time.perf_counter()
@@ -260,6 +264,9 @@ def discover_class_graph(model: nn.Module, x: torch.Tensor, class_index: int, la
                         degenerate=[int(j) for j in np.flatnonzero(degenerate)])
         graph.layers.append(lg)
         targets = lg.necessary
+        if bar is not None:
+            bar.set_postfix_str(f"class {class_index}, {name}", refresh=False)
+            bar.update(1)
     return graph
 
 
@@ -287,20 +294,20 @@ class DiscoveryConfig:
 
     models: list = field(default_factory=lambda: ["train_lenet", "finetune_cifar10"])  # training stages
     classes: list | None = None          # null: every class
-    examples_per_class: int = 100
+    examples_per_class: int = bounded(100, 2, 100_000)
     correct_only: bool = True            # the paper: correctly classified examples only
     test: str = "paired"
     compare_test: str | None = "two_sample"  # also discover with this test, for the comparison table
-    alpha: float = 0.05
+    alpha: float = bounded(0.05, 0, 1, low_open=True, high_open=True)
     intervention: str = "hard"
-    b: float = 0.0
-    eps: float = 0.01
+    b: float = bounded(0.0, 0, 1)
+    eps: float = bounded(0.01, 0, 0.5)
     layers: dict = field(default_factory=dict)   # training stage -> explicit layer chain
     graphs_dir: str = "graphs"           # graphs are written to reports/<graphs_dir>/<model>/<test>/
-    figure_class: int = 3                # class shown in figs. 3-6
-    max_batch: int = 4096
-    seed: int = 0
-    threads: int | None = None
+    figure_class: int = bounded(3, 0)    # class shown in figs. 3-6 (one of `classes`)
+    max_batch: int = bounded(4096, 1)
+    seed: int = bounded(0, 0)
+    threads: int | None = bounded(None, 1, 1024)
 
     def validate(self, section: str) -> None:
         if self.test not in TESTS or (self.compare_test is not None and self.compare_test not in TESTS):
@@ -314,6 +321,13 @@ class DiscoveryConfig:
         unknown = set(self.layers) - set(self.models)
         if unknown:
             raise ValueError(f"{section}.layers names models not in {section}.models: {sorted(unknown)}")
+        if self.classes is not None:
+            if not self.classes or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0
+                                           for c in self.classes):
+                raise ValueError(f"{section}.classes must be null or a non-empty list of class indices")
+            if self.figure_class not in self.classes:
+                raise ValueError(f"{section}.figure_class {self.figure_class} is not one of {section}.classes "
+                                 f"{self.classes}")
         Intervention(self.intervention, self.b, self.eps, seed=self.seed)  # raises on a bad mode / b
 
     def intervention_obj(self) -> Intervention:
@@ -333,7 +347,7 @@ def check_classes(classes, num_classes: int) -> list[int]:
 def discover_all(model: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: list[int], class_names: list[str],
                  n_examples: int, intervention: Intervention, test: str, alpha: float, layers=None,
                  cache_dir: str | Path | None = None, key: str = "", max_batch: int = 4096, correct_only: bool = True,
-                 log=print) -> dict:
+                 log=print, desc: str = "graphs") -> dict:
     """Graphs of `classes` on the examples (x, y) (the discovery split), one class at a time.
 
     Each finished graph is written to `cache_dir/<key>/class_<k>.json` and reused on a re-run with the same
@@ -341,23 +355,25 @@ def discover_all(model: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: li
     Returns {class: (graph, seconds)} (seconds = 0.0 for graphs taken from the cache). Every class's examples
     are checked for NaN/inf before the first graph is discovered; degenerate tests are logged.
     """
-    layer_chain(model, layers)  # fail on bad layer names before anything else
+    chain = layer_chain(model, layers)  # fail on bad layer names before anything else
     for k in classes:           # ... and on non-finite examples, before any graph file is written
         check_finite(x[y == k], "input values", f"class {k}, discovery examples")
     out = {}
     folder = Path(cache_dir) / f"{key}-v{GRAPH_FORMAT}" if cache_dir else None
+    bar = progress(total=len(classes) * len(chain), desc=desc, unit="layer")
     for k in classes:
         path = folder / f"class_{k}.json" if folder else None
         if path is not None and path.exists():
             out[k] = (ClassGraph.load(path), 0.0)
             log(f"class {k}: from cache")
+            bar.update(len(chain))
             continue
         idx = class_examples(model, x, y, k, n_examples, correct_only=correct_only)
         if len(idx) < 2:
             raise ValueError(f"class {k}: only {len(idx)} correctly classified examples in the discovery split")
         t0 = time.perf_counter()
         g = discover_class_graph(model, x[idx], k, layers, intervention, test, alpha, class_name=class_names[k],
-                                 max_batch=max_batch)
+                                 max_batch=max_batch, bar=bar)
         seconds = time.perf_counter() - t0
         g.examples = idx.tolist()
         if path is not None:
@@ -366,6 +382,7 @@ def discover_all(model: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: li
         log(f"class {k}: {len(idx)} examples, {seconds:.1f}s, necessary per layer "
             f"{[len(lg.necessary) for lg in g.layers]}")
         warn_degenerate(g, log)
+    bar.close()
     return out
 
 

@@ -19,10 +19,12 @@ import torch
 from torch import nn
 
 from .baselines import BaselineConfig, check_methods
+from .config import bounded
 from .discovery import ClassGraph
 from .explanations import causal_responses, saliency_map
 from .interventions import TracedModel, check_finite
 from .models import evaluating
+from .progress import progress
 
 SETTINGS = ("uniform", "paper")
 METRICS = ("LE", "IROF")
@@ -46,16 +48,16 @@ class EvaluationConfig:
     methods: list = field(default_factory=lambda: ["Causal", "RISE", "Occlusion", "IntegratedGradients", "Saliency",
                                                    "GradientShap", "InputXGradient", "Deconvolution",
                                                    "ExcitationBackprop"])
-    le_samples: int = 10                                # LE: perturbations per input (METHOD.md)
-    le_mean: float = 0.1                                # LE: Gaussian noise mean and std (METHOD.md)
-    le_std: float = 0.1
+    le_samples: int = bounded(10, 1, 10_000)            # LE: perturbations per input (METHOD.md)
+    le_mean: float = bounded(0.1, -10, 10)              # LE: Gaussian noise mean and std (METHOD.md)
+    le_std: float = bounded(0.1, 0, 10, low_open=True)
     irof_segmentation: str = "slic"
     irof_baseline: str = "mean"
     baselines: dict = field(default_factory=dict)       # BaselineConfig fields
-    bootstrap: int = 2000                               # resamples for the 95% intervals of the medians
-    batch_size: int = 64
-    seed: int = 0
-    threads: int | None = None
+    bootstrap: int = bounded(2000, 1, 1_000_000)        # resamples for the 95% intervals of the medians
+    batch_size: int = bounded(64, 1, 65_536)
+    seed: int = bounded(0, 0)
+    threads: int | None = bounded(None, 1, 1024)
 
     def validate(self, section: str) -> None:
         from .config import ConfigError, from_dict
@@ -76,8 +78,8 @@ class EvaluationConfig:
                 fail(f"examples_per_class has no entry for {m}")
             if self.per_class(m) < 1:
                 fail(f"examples_per_class must be >= 1 for {m}")
-        if self.le_samples < 1 or self.bootstrap < 1 or self.batch_size < 1:
-            fail("le_samples, bootstrap and batch_size must be >= 1")
+        if self.irof_baseline not in ("mean", "black", "white", "uniform"):
+            fail(f"irof_baseline must be mean, black, white or uniform, got {self.irof_baseline!r}")
         if self.irof_segmentation not in ("slic", "felzenszwalb"):
             fail("irof_segmentation must be slic or felzenszwalb")
         self.baseline_config = from_dict(BaselineConfig, dict(self.baselines, seed=self.seed), f"{section}.baselines")
@@ -143,8 +145,8 @@ class Cached:
     """Memoises an explanation function by (inputs, targets) bytes, so the two normalisation settings and both
     metrics reuse one computation of each explanation (Quantus' perturbations are reproduced by seeding)."""
 
-    def __init__(self, fn):
-        self.fn, self.store, self.calls = fn, {}, 0
+    def __init__(self, fn, bar=None):
+        self.fn, self.store, self.calls, self.bar = fn, {}, 0, bar
         self.__name__ = getattr(fn, "__name__", "explain")
 
     def __call__(self, model=None, inputs=None, targets=None, **kwargs) -> np.ndarray:
@@ -153,6 +155,8 @@ class Cached:
         if key not in self.store:
             self.calls += 1
             self.store[key] = self.fn(model=model, inputs=x, targets=y, **kwargs)
+            if self.bar is not None:
+                self.bar.update(len(x))
         return self.store[key].copy()
 
 
@@ -290,7 +294,7 @@ def pick_examples(setup, classes: list[int], per_class: int, correct_only: bool,
 
 
 def evaluate_method(name: str, explain, cfg: EvaluationConfig, model: nn.Module, x: np.ndarray, y: np.ndarray,
-                    cache_file=None) -> dict:
+                    cache_file=None, desc: str = "") -> dict:
     """Scores of one method: {"seconds": s, "<setting>/<metric>": [per-example scores]} for both settings and
     metrics. The explanations are computed once (`Cached`); in the `paper` setting only the causal maps are
     abs-normalised. With `cache_file`, a finished method is stored and reused, so an interrupted stage resumes."""
@@ -300,13 +304,16 @@ def evaluate_method(name: str, explain, cfg: EvaluationConfig, model: nn.Module,
 
     if cache_file is not None and Path(cache_file).exists():
         return json.loads(Path(cache_file).read_text())
-    cached = Cached(explain)
+    # explanations computed: the inputs, each LE perturbation of them and, for IROF, the inputs again (cached)
+    bar = progress(total=len(x) * (cfg.le_samples + 1), desc=f"{desc}{name}", unit="map")
+    cached = Cached(explain, bar)
     result, t0 = {}, time.perf_counter()
     for setting in SETTINGS:
         fn = normalised(cached) if setting == "paper" and name == "Causal" else cached
         for met in METRICS:
             result[f"{setting}/{met}"] = score(met, setting, cfg, model, x, y, fn).tolist()
     result["seconds"] = time.perf_counter() - t0
+    bar.close()
     if cache_file is not None:
         path = Path(cache_file)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .config import bounded
 from .discovery import ClassGraph, graph_files
 from .interventions import TracedModel, _edge_slices, _out_nodes, check_finite, edge_pairs, edge_weights
 from .models import evaluating
@@ -174,22 +175,22 @@ class MaskingConfig:
     graph_test: str = "paired"           # which discovered graphs (reports/<graphs_dir>/<model>/<test>)
     graphs_dir: str = "graphs"
     shares: list = None                  # shares of each layer's parents (fidelity) / of D (repair) to mask
-    random_draws: int = 3
-    all_classes_examples: int | None = 1000   # repair: evaluation examples for the all-classes accuracy
+    random_draws: int = bounded(3, 1, 1000)
+    all_classes_examples: int | None = bounded(1000, 1)   # repair: evaluation examples for the all-classes accuracy
     correction_model: str | None = "train_lenet"   # null: no correction experiment
-    correction_true: int = 3
-    correction_predicted: int = 8
+    correction_true: int = bounded(3, 0)
+    correction_predicted: int = bounded(8, 0)
     correction_fallback: bool = True     # no such error: use every misclassified example of the true class
-    seed: int = 0
-    threads: int | None = None
+    seed: int = bounded(0, 0)
+    threads: int | None = bounded(None, 1, 1024)
 
     def validate(self, section: str) -> None:
         if not self.models:
             raise ValueError(f"{section}.models must name at least one training stage")
         if not self.shares or any(not 0 <= s <= 1 for s in self.shares) or list(self.shares) != sorted(self.shares):
             raise ValueError(f"{section}.shares must be increasing values in [0, 1], got {self.shares}")
-        if self.random_draws < 1:
-            raise ValueError(f"{section}.random_draws must be >= 1")
+        if self.correction_model is not None and self.correction_true == self.correction_predicted:
+            raise ValueError(f"{section}: correction_true and correction_predicted must differ")
 
 
 @dataclass

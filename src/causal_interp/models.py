@@ -55,6 +55,40 @@ def check_model_name(name: str, key: str = "model") -> None:
                       + (f" (close: {close})" if close else ""))
 
 
+def check_pretrained_available(name: str, key: str = "pretrained", timeout: float = 5.0) -> None:
+    """Raise ConfigError, in one line and within seconds, when timm's pretrained weights for `name` are neither in
+    the local Hugging Face cache nor reachable (offline machine), instead of timm retrying a hub for minutes."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    if name == "lenet":
+        raise ConfigError(f"{key}: model 'lenet' has no pretrained weights; set pretrained: false")
+    import timm
+
+    cfg = timm.models.get_pretrained_cfg(name)
+    if cfg is None:
+        raise ConfigError(f"{key}: timm has no pretrained weights for {name!r}; set pretrained: false")
+    if cfg.hf_hub_id:
+        from huggingface_hub import try_to_load_from_cache
+
+        repo = cfg.hf_hub_id.split("@")[0]
+        if any(isinstance(try_to_load_from_cache(repo, f), str) for f in ("model.safetensors", "pytorch_model.bin")):
+            return
+        host = "huggingface.co"
+    else:
+        host = urlparse(cfg.url or "").hostname or "huggingface.co"
+    reason = "HF_HUB_OFFLINE is set" if os.environ.get("HF_HUB_OFFLINE") == "1" else None
+    if reason is None:
+        try:
+            socket.create_connection((host, 443), timeout=timeout).close()
+            return
+        except OSError as e:
+            reason = f"{host} cannot be reached ({e.strerror or e})"
+    raise ConfigError(f"{key}: the ImageNet weights of {name!r} are not in the local cache and {reason}; "
+                      f"set pretrained: false (train from scratch) or run once with network access")
+
+
 def build_model(name: str, num_classes: int, in_chans: int = 3, pretrained: bool = False) -> nn.Module:
     """LeNet or `timm.create_model(name)` with a fresh `num_classes` head (ImageNet weights if `pretrained`)."""
     check_model_name(name)

@@ -1,38 +1,168 @@
-"""Run a pipeline stage: execute its notebook with papermill, parameters taken from params.yaml.
+"""Run the pipeline's stages: each executes its notebook with papermill, parameters taken from params.yaml.
 
-    python -m causal_interp.pipeline STAGE NOTEBOOK [--profile smoke] [--reports DIR] [--models DIR] [--data-root DIR]
+    python -m causal_interp.pipeline STAGE NOTEBOOK [--profile smoke] [--root DIR] [--data-root DIR] [--quiet]
+    python -m causal_interp.pipeline --all [--profile smoke] [--root DIR]     # every dvc.yaml stage, in order
+    python -m causal_interp.pipeline --check [--profile smoke]                # validate params.yaml and stop
 
-`dvc.yaml` calls this for every stage with the default profile. The notebook receives, as injected
-papermill parameters, `stage`, `params` (the stage's section plus the shared `seed` and `data`
-sections), `out_dir` (`<reports>/<stage>`), `models_dir` and `checkpoint_dir`; it validates them in
-its first cell, before any long computation. The executed copy is written under a temporary name and
-renamed to `<reports>/<stage>/<stage>.ipynb` only on success, so a failed run never replaces a good
-report (the failed copy is kept as `<stage>.failed.ipynb`). Errors print as one line.
+`dvc.yaml` calls the first form for every notebook stage, with the default profile, through `bin/kit-python`
+(the kit's interpreter). Before the notebook starts, the whole params.yaml is validated (every section, every
+key and value, the profile's sections), so a bad value stops with one `error:` line within seconds.
+
+The notebook receives, as injected papermill parameters, `stage`, `params` (the stage's section plus the
+shared `seed` and `data` sections), `out_dir`, `reports_dir`, `models_dir`, `models_out` and `checkpoint_dir`.
+It reads earlier stages' results from `reports_dir`/`models_dir` and writes everything into a staging folder
+(`out_dir` = `<reports>/.staging/<stage>/reports/<stage>`, models into `models_out`). Only when the notebook
+has run to the end are the staged folders moved over the previous ones (`reports/<stage>/`, `reports/graphs/`,
+`models/<stage>.pt`, ...), so a failed, interrupted or killed stage leaves the last good report in place; the
+notebook of a failed run is kept as `reports/<stage>/<stage>.failed.ipynb`. DVC is told not to delete the
+outputs before a run (`persist: true` in dvc.yaml). Resumable state (checkpoints, graphs, scores) lives in
+`.cache/`, so re-running loses nothing already computed.
+
+Progress of long loops is relayed to the terminal (see `progress`); the executed notebook gets none of it.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import difflib
+import json
 import os
+import shutil
+import signal
+import subprocess
 import sys
+import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import config
 
-REPO = Path(__file__).resolve().parents[2]
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The kit checkout a command runs in: the nearest folder at or above the working directory holding dvc.yaml
+    and params.yaml (as git and dvc find theirs), else the checkout this package was installed from."""
+    for folder in [(start or Path.cwd()).resolve(), *(start or Path.cwd()).resolve().parents]:
+        if (folder / "dvc.yaml").is_file() and (folder / "params.yaml").is_file():
+            return folder
+    return Path(__file__).resolve().parents[2]
+
+
+REPO = project_root()
 SHARED_SECTIONS = ("seed", "data")
+TOP_LEVEL = ("seed", "data", "architectures", "profiles")   # params.yaml sections that are not a stage's
+PROFILE_ENV, ROOT_ENV, DATA_ROOT_ENV = "CAUSAL_PROFILE", "CAUSAL_ROOT", "CAUSAL_DATA_ROOT"
 
 
-def output_dirs(out_dir: str | Path) -> tuple[Path, Path]:
-    """The stage's report folder and its `figures/` subfolder, created (called in every notebook's setup cell)."""
-    out = Path(out_dir)
-    (out / "figures").mkdir(parents=True, exist_ok=True)
-    return out, out / "figures"
+def notebook_configs() -> dict:
+    """The params dataclass each notebook validates its stage's section with."""
+    from .discovery import DiscoveryConfig
+    from .evaluation import EvaluationConfig
+    from .masking import MaskingConfig
+    from .reliability import ReliabilityConfig
+
+    return {"train": config.TrainConfig, "discover_graphs": DiscoveryConfig, "reliability": ReliabilityConfig,
+            "fidelity": MaskingConfig, "repair": MaskingConfig, "evaluate_explanations": EvaluationConfig}
 
 
-def stage_parameters(stage: str, params: dict, reports: Path, models: Path, checkpoints: Path) -> dict:
+@dataclass
+class Stage:
+    """One stage of dvc.yaml (a `foreach` stage expanded: `train_arch@arch_resnet18`)."""
+
+    name: str
+    cmd: str
+    deps: list
+    outs: list
+    notebook: str | None      # the notebook it executes (a `notebooks/*.ipynb` dependency), if any
+
+    @property
+    def section(self) -> str:
+        """Its params.yaml section: the stage name, or the foreach item."""
+        return self.name.split("@", 1)[-1]
+
+
+def dvc_stages(root: str | Path = REPO) -> list[Stage]:
+    """dvc.yaml's stages as DVC itself reads them (foreach expanded), dependencies first, ties in file order."""
+    import networkx as nx
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        stages = [s for s in repo.index.stages if s.cmd]
+        order = {s: i for i, s in enumerate(stages)}
+        graph = repo.index.graph.subgraph(stages)
+        ordered = list(nx.lexicographical_topological_sort(graph.reverse(copy=True), key=lambda s: order[s]))
+        out = []
+        for s in ordered:
+            deps = [d.def_path for d in s.deps]
+            nbs = [d for d in deps if d.startswith("notebooks/") and d.endswith(".ipynb")]
+            out.append(Stage(s.name, s.cmd if isinstance(s.cmd, str) else " && ".join(s.cmd), deps,
+                             [o.def_path for o in s.outs], nbs[0] if nbs else None))
+    return out
+
+
+def validate_params(params_file: str | Path = REPO / "params.yaml", profile: str = "default",
+                    stages: list[Stage] | None = None) -> dict:
+    """Load params.yaml with `profile` merged and check all of it: unknown top-level keys and profile sections,
+    and every stage's section against its notebook's dataclass (every key, type and range). Returns the params."""
+    raw = config.read_yaml(params_file)
+    stages = dvc_stages() if stages is None else stages
+    sections = {s.section for s in stages}
+    known = set(TOP_LEVEL) | sections
+
+    def check_keys(keys, where):
+        for key in keys:
+            if key not in known:
+                close = difflib.get_close_matches(str(key), sorted(known), n=1)
+                raise config.ConfigError(f"{where}unknown section {key!r}" + (f"; did you mean {close[0]!r}?" if close
+                                         else f"; known: {sorted(known)}"))
+
+    check_keys(raw, "params.yaml: ")
+    for name, overrides in (raw.get("profiles") or {}).items():
+        if not isinstance(overrides, dict):
+            raise config.ConfigError(f"profiles.{name} must be a mapping of sections")
+        check_keys(overrides, f"profiles.{name}: ")
+    params = config.load_params(params_file, profile)
+    if not isinstance(params.get("seed", 0), int) or isinstance(params.get("seed"), bool):
+        raise config.ConfigError(f"seed must be an integer, got {params.get('seed')!r}")
+    config.data_config(params)
+    classes = notebook_configs()
+    for s in stages:
+        nb = Path(s.notebook).stem if s.notebook else None
+        if nb in classes and s.section in params:
+            config.stage_config(params, s.section, classes[nb])
+        elif nb in classes:
+            raise config.ConfigError(f"params.yaml has no section {s.section!r} (stage {s.name} runs {s.notebook})")
+    return params
+
+
+def check_against_models(section: str, values: dict, models: Path) -> None:
+    """Class indices of a stage's section (`classes`, `figure_class`, `correction_true/predicted`) against the
+    number of classes of the trained models it names, read from the model files that exist already."""
+    from .models import model_info
+
+    names = values.get("models") or []
+    names = list(names) if isinstance(names, (list, dict)) else []
+    for m in names:
+        path = Path(models) / f"{m}.pt"
+        if not path.is_file():
+            continue                      # not trained yet: the notebook checks once it is
+        k = model_info(path)["num_classes"]
+        wanted = {"classes": values.get("classes") or [], "figure_class": [values.get("figure_class", 0)]}
+        if values.get("correction_model") == m:
+            wanted["correction_true/predicted"] = [values.get("correction_true", 0), values.get("correction_predicted", 0)]
+        for key, indices in wanted.items():
+            bad = [c for c in indices if isinstance(c, int) and not 0 <= c < k]
+            if bad:
+                raise config.ConfigError(f"{section}.{key}: class index {bad} out of range for {m} ({k} classes)")
+
+
+def stage_parameters(stage: str, params: dict, reports: Path, models: Path, checkpoints: Path,
+                     staging: Path) -> dict:
+    """The papermill parameters of `stage` (see the module docstring); paths are absolute."""
     if stage not in params:
-        raise config.ConfigError(f"params.yaml has no section {stage!r} (stages: "
-                                 f"{sorted(k for k in params if k not in SHARED_SECTIONS)})")
+        raise config.ConfigError(f"params.yaml has no section {stage!r} (sections: "
+                                 f"{sorted(k for k in params if k not in TOP_LEVEL)})")
     data = dict(params.get("data", {}))
     root = Path(data.get("root", "data"))
     data["root"] = str(root if root.is_absolute() else REPO / root)
@@ -43,76 +173,226 @@ def stage_parameters(stage: str, params: dict, reports: Path, models: Path, chec
     return {
         "stage": stage,
         "params": {"seed": params.get("seed", 0), "data": data, stage: params[stage]},
-        "out_dir": str(reports / stage),
+        "out_dir": str(staging / "reports" / stage),
+        "reports_dir": str(reports),
         "models_dir": str(models),
+        "models_out": str(staging / "models"),
         "checkpoint_dir": str(checkpoints),
     }
 
 
+def output_dirs(out_dir: str | Path) -> tuple[Path, Path]:
+    """The stage's report folder and its `figures/` subfolder, created (called in every notebook's setup cell)."""
+    out = Path(out_dir)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    return out, out / "figures"
+
+
+SUMMARY_KEYS = ("what", "ours", "paper", "verdict")
+
+
+def write_summary(out_dir: str | Path, rows: dict[str, dict]) -> Path:
+    """The stage's headline numbers for `dvc metrics show`: one small JSON per row under `<out_dir>/summary/`, all
+    with the same keys (what was measured, our number, the paper's number if it gives one, the verdict), so DVC
+    prints one short line per row instead of one column per key of the full `metrics.json`."""
+    folder = Path(out_dir) / "summary"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, row in rows.items():
+        unknown = set(row) - set(SUMMARY_KEYS)
+        if unknown:
+            raise ValueError(f"summary row {name!r}: unknown keys {sorted(unknown)}; use {SUMMARY_KEYS}")
+        value = {k: row.get(k) for k in SUMMARY_KEYS}
+        value["ours"] = None if value["ours"] is None else round(float(value["ours"]), 4)
+        (folder / f"{name}.json").write_text(json.dumps(value, indent=1) + "\n")
+    return folder
+
+
+def _replace(src: Path, dst: Path) -> None:
+    """Put `src` (file or folder) in place of `dst`, the old one removed only once the new one is there."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    old = dst.with_name(f".{dst.name}.old")
+    if old.exists():
+        shutil.rmtree(old) if old.is_dir() else old.unlink()
+    if dst.exists():
+        os.replace(dst, old)
+    os.replace(src, dst)
+    if old.exists():
+        shutil.rmtree(old) if old.is_dir() else old.unlink()
+
+
+def publish(staging: Path, reports: Path, models: Path) -> list[Path]:
+    """Move a finished stage's staged outputs over the previous ones: each folder under staging/reports replaces
+    the same folder of `reports` whole (as DVC would: nothing stale survives), each staged model its file."""
+    done = []
+    for src in sorted((staging / "reports").iterdir()) if (staging / "reports").is_dir() else []:
+        _replace(src, reports / src.name)
+        done.append(reports / src.name)
+    for src in sorted((staging / "models").iterdir()) if (staging / "models").is_dir() else []:
+        _replace(src, models / src.name)
+        done.append(models / src.name)
+    shutil.rmtree(staging, ignore_errors=True)
+    return done
+
+
+def _kernel_manager(socket_dir: Path):
+    """Jupyter kernels over IPC sockets in `socket_dir` instead of TCP ports: nothing listens on the network and
+    ipykernel has no reason to warn. (Left to itself, IPC would put its sockets in the working directory.)"""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.transport = "ipc"
+            self.ip = str(socket_dir / "kernel")
+
+    return IPCKernelManager
+
+
 def run_stage(stage: str, notebook: str | Path, profile: str = "default",
               params_file: str | Path = REPO / "params.yaml", reports: str | Path = REPO / "reports",
-              models: str | Path = REPO / "models", overrides: dict | None = None,
-              log_output: bool = True, checkpoints: str | Path = REPO / ".cache" / "checkpoints") -> Path:
-    """Execute `notebook` for `stage`; returns the path of the executed notebook.
-
-    `checkpoints` holds the resumable state of long stages (not a DVC output, so it survives a failed run).
-    """
+              models: str | Path = REPO / "models", overrides: dict | None = None, show_progress: bool = False,
+              checkpoints: str | Path = REPO / ".cache" / "checkpoints", stages: list[Stage] | None = None) -> Path:
+    """Validate params, execute `notebook` for `stage` into a staging folder and publish its outputs on success;
+    returns the executed notebook. `checkpoints` holds the resumable state of long stages."""
     import papermill
+
+    from . import progress
 
     notebook = Path(notebook)
     if not notebook.is_absolute():
         notebook = REPO / notebook
     if not notebook.is_file():
         raise FileNotFoundError(f"notebook not found: {notebook}")
-    params = config.deep_merge(config.load_params(params_file, profile), overrides or {})
     reports, models = Path(reports).resolve(), Path(models).resolve()
-    parameters = stage_parameters(stage, params, reports, models, Path(checkpoints).resolve())
-    out_dir = reports / stage
+    if profile != "default" and reports == (REPO / "reports").resolve():
+        raise config.ConfigError(f"profile {profile!r} would overwrite the committed reports/; give --root DIR")
+    params = config.deep_merge(validate_params(params_file, profile, stages), overrides or {})
+    if overrides:
+        config.data_config(params)
+    if isinstance(params.get(stage), dict):
+        check_against_models(stage, params[stage], models)
+    staging = reports / ".staging" / stage
+    parameters = stage_parameters(stage, params, reports, models, Path(checkpoints).resolve(), staging)
+    section = params[stage]
+    if isinstance(section, dict) and section.get("pretrained"):     # offline: one line now, not hub retries later
+        from .models import check_pretrained_available
+
+        check_pretrained_available(section.get("model", ""), key=f"{stage}.pretrained")
+    declared = papermill.inspect_notebook(str(notebook))
+    parameters = {k: v for k, v in parameters.items() if k in declared}
+    shutil.rmtree(staging, ignore_errors=True)          # left over by a killed run: never published
+    out_dir = staging / "reports" / stage
     out_dir.mkdir(parents=True, exist_ok=True)
-    running, final = out_dir / f"{stage}.running.ipynb", out_dir / f"{stage}.ipynb"
+    (staging / "models").mkdir(parents=True, exist_ok=True)
+    executed = out_dir / f"{stage}.ipynb"
+    env = {progress.STAGE_ENV: stage, progress.ENV: str(staging / "progress.log")}
+    relay = progress.relay(env[progress.ENV]) if show_progress else contextlib.nullcontext(False)
+    old_env = {k: os.environ.get(k) for k in (*env, progress.INTERVAL_ENV)}
+    sockets = Path(tempfile.mkdtemp(prefix="causal-kernel-"))   # short path: a socket's name is at most 107 bytes
     try:
-        papermill.execute_notebook(str(notebook), str(running), parameters=parameters, cwd=str(REPO),
-                                   kernel_name="python3", log_output=log_output, progress_bar=False)
+        with relay as tty:
+            if show_progress:
+                os.environ.update(env)
+                os.environ[progress.INTERVAL_ENV] = "1" if tty else "30"
+            papermill.execute_notebook(str(notebook), str(executed), parameters=parameters, cwd=str(REPO),
+                                       kernel_name="python3", log_output=False, progress_bar=False,
+                                       kernel_manager_class=_kernel_manager(sockets))
     except BaseException:
-        if running.exists():
-            os.replace(running, out_dir / f"{stage}.failed.ipynb")
+        failed = reports / stage / f"{stage}.failed.ipynb"
+        if executed.exists():
+            failed.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(executed, failed)
+        shutil.rmtree(staging, ignore_errors=True)
         raise
-    os.replace(running, final)
-    failed = out_dir / f"{stage}.failed.ipynb"
-    if failed.exists():
-        failed.unlink()
-    return final
+    finally:
+        shutil.rmtree(sockets, ignore_errors=True)
+        for k, v in old_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    (staging / "progress.log").unlink(missing_ok=True)
+    publish(staging, reports, models)
+    return reports / stage / f"{stage}.ipynb"
+
+
+def run_all(profile: str = "default", root: str | Path | None = None, data_root: str | Path | None = None) -> None:
+    """Run every stage of dvc.yaml in dependency order by its own command, as `dvc repro` would, but into `root`
+    (reports/, models/, .cache/ under it) and with `profile`: what `make smoke` does. Stops at the first failure."""
+    stages = dvc_stages()
+    env = dict(os.environ, **{PROFILE_ENV: profile})
+    if root is not None:
+        env[ROOT_ENV] = str(Path(root).resolve())
+    if data_root is not None:
+        env[DATA_ROOT_ENV] = str(Path(data_root).resolve())
+    for i, s in enumerate(stages, 1):
+        print(f"[{i}/{len(stages)}] {s.name}: {s.cmd}", file=sys.stderr, flush=True)
+        if subprocess.run(s.cmd, shell=True, cwd=REPO, env=env).returncode:
+            raise SystemExit(f"error: stage {s.name} failed (command: {s.cmd})")
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m causal_interp.pipeline", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage")
-    parser.add_argument("notebook")
-    parser.add_argument("--profile", default="default")
+    parser.add_argument("stage", nargs="?")
+    parser.add_argument("notebook", nargs="?")
+    parser.add_argument("--all", action="store_true", help="run every stage of dvc.yaml, in order")
+    parser.add_argument("--check", action="store_true", help="validate params.yaml (with --profile) and stop")
+    parser.add_argument("--profile", default=os.environ.get(PROFILE_ENV, "default"))
     parser.add_argument("--params", default=str(REPO / "params.yaml"))
-    parser.add_argument("--reports", default=str(REPO / "reports"))
-    parser.add_argument("--models", default=str(REPO / "models"))
-    parser.add_argument("--data-root", default=None, help="override params data.root")
-    parser.add_argument("--checkpoints", default=str(REPO / ".cache" / "checkpoints"),
-                        help="where long stages keep resumable state")
-    parser.add_argument("--quiet", action="store_true", help="do not stream the notebook's output")
+    parser.add_argument("--root", default=os.environ.get(ROOT_ENV),
+                        help="write reports/, models/ and .cache/ under DIR instead of the repository")
+    parser.add_argument("--reports", default=None)
+    parser.add_argument("--models", default=None)
+    parser.add_argument("--checkpoints", default=None, help="where long stages keep resumable state")
+    parser.add_argument("--data-root", default=os.environ.get(DATA_ROOT_ENV), help="override params data.root")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars, errors only")
     args = parser.parse_args(argv)
+    base = Path(args.root).resolve() if args.root else REPO
+    reports = Path(args.reports or base / "reports")
+    models = Path(args.models or base / "models")
+    checkpoints = Path(args.checkpoints or base / ".cache" / "checkpoints")
     overrides = {"data": {"root": str(Path(args.data_root).resolve())}} if args.data_root else None
+    previous = signal.signal(signal.SIGTERM, _interrupt)   # `kill` cleans up like Ctrl-C: the staged run is dropped
+    label = args.stage or "pipeline"
     try:
+        if args.all:
+            run_all(args.profile, base if args.root else None, args.data_root)
+            return 0
+        if args.check:
+            validate_params(args.params, args.profile)
+            print(f"params.yaml ({args.profile} profile): ok")
+            return 0
+        if not (args.stage and args.notebook):
+            parser.error("give STAGE and NOTEBOOK, or --all, or --check")
+        t0 = time.perf_counter()
+        if not args.quiet:
+            print(f"== {args.stage}: {args.notebook}, {args.profile} profile -> {reports / args.stage}",
+                  file=sys.stderr, flush=True)
+        final = run_stage(args.stage, args.notebook, args.profile, args.params, reports, models, overrides,
+                          show_progress=not args.quiet, checkpoints=checkpoints)
+        if not args.quiet:
+            print(f"== {args.stage}: done in {(time.perf_counter() - t0) / 60:.1f} min; report {final}",
+                  file=sys.stderr, flush=True)
+    except KeyboardInterrupt:
+        print(f"error: {label}: interrupted; the previous report is kept, re-run to resume", file=sys.stderr)
+        return 130
+    except Exception as e:
         import papermill
 
-        run_stage(args.stage, args.notebook, args.profile, args.params, args.reports, args.models, overrides,
-                  log_output=not args.quiet, checkpoints=args.checkpoints)
-    except config.ConfigError as e:
-        print(f"error: {args.stage}: {e}", file=sys.stderr)
-        return 2
-    except FileNotFoundError as e:
-        print(f"error: {args.stage}: {e}", file=sys.stderr)
-        return 2
-    except papermill.PapermillExecutionError as e:
-        print(f"error: {args.stage}: {e.ename}: {e.evalue}", file=sys.stderr)
-        return 1
+        if isinstance(e, papermill.PapermillExecutionError):
+            print(f"error: {label}: {e.ename}: {e.evalue}", file=sys.stderr)
+            return 1
+        if isinstance(e, (config.ConfigError, FileNotFoundError)) or type(e).__name__ == "DataError":
+            print(f"error: {label}: {e}", file=sys.stderr)
+            return 2
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
 
 

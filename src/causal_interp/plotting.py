@@ -7,6 +7,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.collections import LineCollection  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
@@ -155,9 +156,8 @@ def graph_drawing(graph, max_edges: int = 400, title: str = ""):
         edges = [(j, t) for j in lg.necessary for t in lg.targets]
         if len(edges) > max_edges:
             edges = [edges[i] for i in rng.choice(len(edges), max_edges, replace=False)]
-        for j, t in edges:
-            ax.plot([col, col + 1], [ys[col][j], nxt[0] if is_top else nxt[t]], color="tab:red", lw=0.3,
-                    alpha=0.35, zorder=1)
+        segments = [[(col, ys[col][j]), (col + 1, nxt[0] if is_top else nxt[t])] for j, t in edges]
+        ax.add_collection(LineCollection(segments, colors="tab:red", linewidths=0.3, alpha=0.35, zorder=1))
     ax.set_xticks(range(len(layers) + 1), [lg.layer for lg in layers] + ["logit"], rotation=45, fontsize=8)
     ax.set_yticks([])
     ax.legend(loc="upper left", fontsize=8, bbox_to_anchor=(1.0, 1.0))

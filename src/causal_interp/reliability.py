@@ -17,15 +17,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from .config import bounded
 from .discovery import ClassGraph, discover_class_graph, warn_degenerate
 from .interventions import Intervention
+from .progress import progress
 
 
 @dataclass
 class SweepConfig:
     """One model's sweep in params.yaml's `reliability.models.<training stage>`."""
 
-    runs: int = 1000
+    runs: int = bounded(1000, 1, 1_000_000)
     classes: list | None = None       # null: every class with a graph
     layers: list | None = None        # null: the full chain; else the top of it, e.g. [layer4.1.conv2, fc]
 
@@ -41,14 +43,14 @@ class ReliabilityConfig:
     models: dict = field(default_factory=dict)   # training stage -> SweepConfig fields
     graph_test: str = "paired"       # which discovered graphs (reports/graphs/<model>/<test>) are the reference
     graphs_dir: str = "graphs"        # reports/<graphs_dir>/<model>/<graph_test>/
-    b_min: float = 0.01
-    b_max: float = 0.5
-    runs_per_b: int = 10
-    eps: float = 0.01
+    b_min: float = bounded(0.01, 0, 1)
+    b_max: float = bounded(0.5, 0, 1)
+    runs_per_b: int = bounded(10, 1)
+    eps: float = bounded(0.01, 0, 0.5)
     rate_b_values: list = field(default_factory=lambda: [0.01, 0.1, 0.25, 0.5])  # b values shown in fig. 7
-    max_batch: int = 4096
-    seed: int = 0
-    threads: int | None = None
+    max_batch: int = bounded(4096, 1)
+    seed: int = bounded(0, 0)
+    threads: int | None = bounded(None, 1, 1024)
 
     def validate(self, section: str) -> None:
         if not self.models:
@@ -56,8 +58,10 @@ class ReliabilityConfig:
         if not (self.eps <= self.b_min <= self.b_max <= 1 - self.eps):
             raise ValueError(f"{section}: need eps <= b_min <= b_max <= 1 - eps, got "
                              f"b_min={self.b_min}, b_max={self.b_max}, eps={self.eps}")
-        if self.runs_per_b < 1:
-            raise ValueError(f"{section}.runs_per_b must be >= 1")
+        if not self.rate_b_values or not all(isinstance(b, (int, float)) and 0 <= b <= 1 for b in self.rate_b_values):
+            raise ValueError(f"{section}.rate_b_values must be a non-empty list of numbers in [0, 1]")
+        for name, sweep in self.models.items():
+            sweep_config(sweep, f"{section}.models.{name}")
 
 
 def b_schedule(runs: int, b_min: float, b_max: float, runs_per_b: int) -> np.ndarray:
@@ -69,7 +73,7 @@ def b_schedule(runs: int, b_min: float, b_max: float, runs_per_b: int) -> np.nda
 
 def soft_sweep(model: nn.Module, x: torch.Tensor, graph: ClassGraph, b_values, eps: float, seed: int = 0,
                layers: list[str] | None = None, max_batch: int = 4096, cache_file: str | Path | None = None,
-               log=print) -> list[dict]:
+               log=print, desc: str = "soft runs") -> list[dict]:
     """Re-discover `graph` once per b in `b_values` with soft interventions (same examples, test and alpha).
 
     Returns one record per run: {"run", "b", "necessary": {layer: [nodes]}}. With `cache_file`, records are
@@ -88,6 +92,7 @@ def soft_sweep(model: nn.Module, x: torch.Tensor, graph: ClassGraph, b_values, e
     if cache_file is not None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         cache_file.write_text("".join(json.dumps(r) + "\n" for r in records))
+    bar = progress(total=len(b_values), initial=len(records), desc=f"{desc}, class {graph.class_index}", unit="run")
     for run in range(len(records), len(b_values)):
         iv = Intervention("soft", b=float(b_values[run]), eps=eps, seed=seed * 1_000_003 + run)
         g = discover_class_graph(model, x, graph.class_index, layers, iv, graph.test, graph.alpha, max_batch=max_batch)
@@ -98,6 +103,8 @@ def soft_sweep(model: nn.Module, x: torch.Tensor, graph: ClassGraph, b_values, e
         if cache_file is not None:
             with open(cache_file, "a") as f:
                 f.write(json.dumps(rec) + "\n")
+        bar.update(1)
+    bar.close()
     return records
 
 

@@ -23,10 +23,26 @@ from torch import nn
 
 from .config import TrainConfig
 from .data import ImageData
+from .progress import progress
 
 
 def set_threads(threads: int | None) -> None:
     torch.set_num_threads(threads or os.cpu_count() or 1)
+
+
+def machine() -> dict:
+    """Where a result was computed: CPU model, cores, torch version and threads (results repeat bit for bit on
+    one machine; another CPU can round differently, and a trained model then differs in its last bits)."""
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
 def augment(x: torch.Tensor, pad: int, hflip: bool, gen: torch.Generator) -> torch.Tensor:
@@ -107,6 +123,7 @@ def train(model: nn.Module, data: ImageData, cfg: TrainConfig, checkpoint: str |
         model.train()
         order = torch.randperm(n, generator=gen)
         loss_sum, correct = 0.0, 0
+        bar = progress(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch")
         for i in range(0, n, cfg.batch_size):
             idx = order[i:i + cfg.batch_size]
             xb = augment(data.x_train[idx], cfg.crop_pad, cfg.hflip, gen)
@@ -122,6 +139,8 @@ def train(model: nn.Module, data: ImageData, cfg: TrainConfig, checkpoint: str |
                 sched.step()
             loss_sum += loss.item() * len(idx)
             correct += (logits.argmax(1) == yb).sum().item()
+            bar.update(1)
+        bar.close()
         train_time = time.perf_counter() - t0
         test_logits = predict(model, data, data.x_test, bf16=cfg.bf16)
         test_loss = F.cross_entropy(test_logits, data.y_test).item()

@@ -1,0 +1,253 @@
+"""The pipeline as a user drives it: params validation, the stage list `make smoke` runs, `dvc repro` itself,
+a killed stage that keeps its report, and data that never drifts silently."""
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from causal_interp import config, data, pipeline
+from causal_interp.models import LeNet, save_model
+
+from .conftest import REPO
+
+STAGES = pipeline.dvc_stages(REPO)
+BIN = Path(sys.prefix) / "bin"
+
+
+def test_stage_listing_is_dvc_yaml_expanded_in_dependency_order():
+    """What `make smoke` runs: every dvc.yaml stage, foreach items included, each after the stages it needs."""
+    spec = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    names = [s.name for s in STAGES]
+    expected = {n for n, v in spec.items() if "foreach" not in v}
+    expected |= {f"{n}@{item}" for n, v in spec.items() if "foreach" in v for item in params[v["foreach"].strip("${}")]}
+    assert set(names) == expected and len(names) == len(expected)
+    produced = {}
+    for i, s in enumerate(STAGES):
+        for out in s.outs:
+            produced[out] = i
+    for i, s in enumerate(STAGES):
+        for dep in s.deps:
+            assert produced.get(dep, -1) < i, f"{s.name} runs before the stage producing {dep}"
+    for s in STAGES:
+        if s.notebook:
+            assert s.cmd.split()[:4] == ["bin/kit-python", "-m", "causal_interp.pipeline", s.section]
+            assert s.section in params
+    assert names.index("train_arch@arch_resnet18") < names.index("arch_graphs")
+
+
+def bad(tmp_path, edit):
+    """params.yaml with one edit, written to tmp_path."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    edit(params)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda p: p["discover_graphs"].update(classes=[0, 1], figure_class=3),
+     r"discover_graphs.figure_class 3 is not one of discover_graphs.classes \[0, 1\]"),
+    (lambda p: p["finetune_cifar10"].update(label_smoothing=2), r"finetune_cifar10.label_smoothing must be in \[0, 1\)"),
+    (lambda p: p["finetune_cifar10"].update(weight_decay=-1), r"finetune_cifar10.weight_decay must be in \[0, 1\]"),
+    (lambda p: p["finetune_cifar10"].update(crop_pad=-2), r"finetune_cifar10.crop_pad must be in \[0, 64\]"),
+    (lambda p: p["finetune_cifar10"].update(image_size=8), r"finetune_cifar10.image_size must be in \[16, 1024\]"),
+    (lambda p: p["train_lenet"].update(image_size=28), "image_size must be 32 for lenet"),
+    (lambda p: p["discover_graphs"].update(max_batch=0), r"discover_graphs.max_batch must be in \[1, inf\)"),
+    (lambda p: p["reliability"]["models"]["train_lenet"].update(runs=0), r"reliability.models.train_lenet.runs must be"),
+    (lambda p: p["evaluate_explanations"]["baselines"].update(rise_masks=0), r"baselines.rise_masks must be in \[1,"),
+    (lambda p: p.update(sede=p.pop("seed")), r"params.yaml: unknown section 'sede'; did you mean 'seed'\?"),
+    (lambda p: p["profiles"]["smoke"].update(train_lenat={"epochs": 1}),
+     r"profiles.smoke: unknown section 'train_lenat'; did you mean 'train_lenet'\?"),
+    (lambda p: p.update(seed="zero"), "seed must be an integer"),
+    (lambda p: p["data"].update(discovery_fraction=1.5), r"data.discovery_fraction must be in \(0, 1\)"),
+])
+def test_every_bad_value_is_one_clear_line(tmp_path, edit, message):
+    with pytest.raises(config.ConfigError, match=message):
+        pipeline.validate_params(bad(tmp_path, edit), stages=STAGES)
+
+
+def test_repository_params_are_valid_in_every_profile():
+    for profile in ["default", *yaml.safe_load((REPO / "params.yaml").read_text())["profiles"]]:
+        pipeline.validate_params(REPO / "params.yaml", profile, stages=STAGES)
+
+
+def run_cli(*args, env=None, timeout=120):
+    return subprocess.run([sys.executable, "-m", "causal_interp.pipeline", *args], capture_output=True, text=True,
+                          cwd=REPO, timeout=timeout, env=env)
+
+
+def test_a_bad_value_stops_the_stage_in_seconds_with_one_line(tmp_path):
+    params = bad(tmp_path, lambda p: p["train_lenet"].update(model="lenet9"))
+    t0 = time.perf_counter()
+    r = run_cli("train_lenet", "notebooks/train.ipynb", "--params", str(params), "--root", str(tmp_path / "out"))
+    assert time.perf_counter() - t0 < 20
+    assert r.returncode == 2
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert lines[-1] == "error: train_lenet: train_lenet.model: unknown model 'lenet9'; use 'lenet' or a timm name"
+    assert not (tmp_path / "out" / "reports" / "train_lenet").exists(), "nothing ran"
+
+
+def main(capsys, *argv):
+    """`python -m causal_interp.pipeline ARGV` in this process: (exit code, the last line it printed to stderr)."""
+    code = pipeline.main(list(argv))
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    return code, lines[-1] if lines else ""
+
+
+def test_figure_class_out_of_range_for_the_trained_model_stops_before_discovery(tmp_path, capsys):
+    params = bad(tmp_path, lambda p: p["discover_graphs"].update(figure_class=12, models=["train_lenet"]))
+    save_model(LeNet(), tmp_path / "out" / "models" / "train_lenet.pt", "lenet", 10, 1,
+               extra={"dataset": "mnist", "image_size": 32})
+    code, last = main(capsys, "discover_graphs", "notebooks/discover_graphs.ipynb", "--params", str(params),
+                      "--root", str(tmp_path / "out"))
+    assert code == 2 and last == ("error: discover_graphs: discover_graphs.figure_class: class index [12] "
+                                  "out of range for train_lenet (10 classes)")
+
+
+def test_pretrained_without_network_is_one_line(tmp_path, monkeypatch, capsys):
+    params = bad(tmp_path, lambda p: p["finetune_cifar10"].update(pretrained=True))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    t0 = time.perf_counter()
+    code, last = main(capsys, "finetune_cifar10", "notebooks/train.ipynb", "--params", str(params),
+                      "--root", str(tmp_path / "o"))
+    assert time.perf_counter() - t0 < 20 and code == 2
+    assert last.startswith("error: finetune_cifar10: finetune_cifar10.pretrained: the ImageNet weights of 'resnet18' "
+                           "are not in the local cache and HF_HUB_OFFLINE is set")
+
+
+def test_smoke_profile_cannot_write_into_the_committed_reports(capsys):
+    code, last = main(capsys, "train_lenet", "notebooks/train.ipynb", "--profile", "smoke")
+    assert code == 2 and "would overwrite the committed reports/" in last
+
+
+def test_unknown_stage_and_profile(tmp_path, capsys):
+    code, last = main(capsys, "train_resnet", "notebooks/train.ipynb", "--root", str(tmp_path))
+    assert code == 2 and "has no section 'train_resnet'" in last
+    code, last = main(capsys, "train_lenet", "notebooks/train.ipynb", "--profile", "huge", "--root", str(tmp_path))
+    assert code == 2 and "unknown profile 'huge'" in last
+
+
+def test_missing_data_stops_with_fetch_hint(tmp_path, capsys):
+    code, last = main(capsys, "train_lenet", "notebooks/train.ipynb", "--data-root", str(tmp_path / "empty"),
+                      "--root", str(tmp_path / "out"), "--quiet")
+    assert code == 1 and last.startswith("error: train_lenet: DataError: mnist not found")
+    assert (tmp_path / "out" / "reports" / "train_lenet" / "train_lenet.failed.ipynb").exists()
+    assert not (tmp_path / "out" / "reports" / "train_lenet" / "train_lenet.ipynb").exists()
+
+
+# ---- data that never drifts silently
+
+@pytest.fixture
+def pinned_fake_root(fake_root, tmp_path, monkeypatch):
+    """A copy of the fake data whose checksums stand in for the published ones."""
+    root = tmp_path / "data"
+    shutil.copytree(fake_root, root)
+    digests = {}
+    for name in ("mnist", "cifar10"):
+        for rel, (algo, _) in data.published_checksums(name).items():
+            if (root / rel).exists():
+                digests[rel] = data.file_hash(root / rel, algo)
+    monkeypatch.setattr(data, "MNIST_FILES", {k.split("/")[-1]: v for k, v in digests.items() if k.endswith(".gz")})
+    monkeypatch.setattr(data, "MNIST_EXTRACTED", {k.split("/")[-1]: v for k, v in digests.items()
+                                                  if k.startswith("MNIST") and not k.endswith(".gz")})
+    monkeypatch.setattr(data, "CIFAR_NPZ", ("cifar10/cifar10.npz", "sha256", digests["cifar10/cifar10.npz"]))
+    return root
+
+
+@pytest.mark.parametrize("rel", ["MNIST/raw/t10k-images-idx3-ubyte", "MNIST/raw/train-labels-idx1-ubyte.gz",
+                                 "cifar10/cifar10.npz"])
+def test_a_corrupt_raw_or_extracted_file_stops_with_its_path_and_the_repair(pinned_fake_root, rel):
+    root = pinned_fake_root
+    name = "mnist" if rel.startswith("MNIST") else "cifar10"
+    data.check_present(root, name)                                   # intact: passes
+    path = root / rel
+    blob = bytearray(path.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    path.write_bytes(bytes(blob))
+    with pytest.raises(data.DataError, match=rf"{path} is corrupt: .* Repair it with: python -m causal_interp.data "
+                                             rf"fetch --root {root} --repair"):
+        data.load_dataset(name, root)
+    moved = data.set_aside_corrupt(root, name)
+    assert moved == [f"set aside (corrupt): {path} -> {path.name}.corrupt"] and not path.exists()
+
+
+def test_make_data_leaves_dvc_status_clean_and_repro_never_repins_data():
+    """data.dvc records data/ without a DVC cache copy and is no stage's dependency, so `dvc repro` (which
+    reproduces dvc.yaml and what it depends on) never rewrites it."""
+    pin = yaml.safe_load((REPO / "data.dvc").read_text())
+    assert pin["outs"][0]["cache"] is False and pin["outs"][0]["path"] == "data"
+    assert not [(s.name, d) for s in STAGES for d in s.deps if d == "data" or d.startswith("data/")]
+    assert all("src/causal_interp/data.py" in s.deps for s in STAGES if s.notebook), "the checksums are a dependency"
+
+
+# ---- dvc repro itself, and a killed stage
+
+def project_copy(tmp_path, fake_root):
+    """The repository's tracked files in a fresh git repo, with the smoke profile as its params.yaml and the fake
+    data as its data root; its .venv points at this interpreter's environment."""
+    dst = tmp_path / "kit"
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    for f in files:
+        if f.startswith("reports/") or not (REPO / f).exists():
+            continue
+        (dst / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / f, dst / f)
+    params = config.load_params(REPO / "params.yaml", "smoke")
+    params["data"].update(root=str(fake_root), verify=False)
+    (dst / "params.yaml").write_text(yaml.safe_dump(params))
+    (dst / ".venv").symlink_to(sys.prefix)
+    subprocess.run(["git", "init", "-q"], cwd=dst, check=True)
+    return dst
+
+
+def dvc(dst, *args, **kwargs):
+    """`.venv/bin/dvc ...` typed in the copy without activating anything: PATH has no venv."""
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "CONDA_PREFIX")}
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if not p.startswith(sys.prefix))
+    return subprocess.Popen([str(BIN / "dvc"), *args], cwd=dst, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True, **kwargs)
+
+
+def snapshot(folder):
+    return {p.relative_to(folder): hashlib.md5(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.notebooks
+def test_dvc_repro_runs_a_stage_and_a_killed_rerun_keeps_its_report(tmp_path, fake_root):
+    dst = project_copy(tmp_path, fake_root)
+    first = dvc(dst, "repro", "train_lenet")
+    out, _ = first.communicate(timeout=300)
+    assert first.returncode == 0, out
+    report = dst / "reports" / "train_lenet"
+    assert (report / "train_lenet.ipynb").exists() and (dst / "models" / "train_lenet.pt").exists()
+    assert "== train_lenet: done" in out and "TCP without encryption" not in out and "TqdmWarning" not in out
+    before = snapshot(report)
+    model = hashlib.md5((dst / "models" / "train_lenet.pt").read_bytes()).hexdigest()
+
+    params = yaml.safe_load((dst / "params.yaml").read_text())
+    params["train_lenet"]["epochs"] = 3                                 # a change: the stage must run again
+    (dst / "params.yaml").write_text(yaml.safe_dump(params))
+    second = dvc(dst, "repro", "train_lenet")
+    staged = dst / "reports" / ".staging" / "train_lenet" / "reports" / "train_lenet"
+    deadline = time.time() + 120
+    while not (staged.is_dir() and any(staged.iterdir())) and time.time() < deadline and second.poll() is None:
+        time.sleep(0.2)
+    assert second.poll() is None, "the run ended before it could be killed"
+    os.killpg(second.pid, signal.SIGKILL)                               # no chance to clean up
+    second.wait(timeout=30)
+    assert snapshot(report) == before, "the killed run changed the last good report"
+    assert hashlib.md5((dst / "models" / "train_lenet.pt").read_bytes()).hexdigest() == model
+
+    third = dvc(dst, "repro", "train_lenet")
+    out, _ = third.communicate(timeout=300)
+    assert third.returncode == 0, out
+    assert snapshot(report) != before and not (dst / "reports" / ".staging" / "train_lenet").exists()
+    assert '"epochs": 3' in (report / "metrics.json").read_text()
