@@ -5,6 +5,7 @@ it runs two stages at a time (each in its own kernel), a stage starting once the
 """
 import json
 import multiprocessing
+import shutil
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
 import pytest
@@ -33,9 +34,10 @@ def prerequisites(stage) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def smoke_run(fake_root, tmp_path_factory):
+def smoke_run(fake_root, tmp_path_factory, request):
     """Every notebook stage into one scratch tree; results (executed notebook or the exception) per stage. A stage
-    whose prerequisite failed is not run and reports that."""
+    whose prerequisite failed is not run and reports that. The tree (about 1 GB of models and checkpoints) is
+    removed afterwards unless a test failed."""
     root = tmp_path_factory.mktemp("smoke")
     results, running = {}, {}
     waiting = list(NOTEBOOK_STAGES)
@@ -58,7 +60,10 @@ def smoke_run(fake_root, tmp_path_factory):
                         results[name] = future.result()
                     except Exception as e:  # reported by the stage's own test
                         results[name] = e
-    return root, results
+    failures = request.session.testsfailed
+    yield root, results
+    if request.session.testsfailed == failures:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_prerequisites_follow_dvc_yaml():
