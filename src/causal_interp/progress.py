@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import threading
 import time
@@ -54,12 +55,16 @@ def relay(path: str | Path, stream=None, poll: float = 0.3):
     stop = threading.Event()
 
     def pump():
+        last = "\n"
         with open(path, encoding="utf-8", errors="replace") as f:
             while True:
                 chunk = f.read()
+                if chunk and not tty:    # one line per redraw, no blank lines
+                    chunk = re.sub(r"\n+", "\n", (last + chunk).replace("\r", "\n"))[1:]
                 if chunk:
-                    stream.write(chunk if tty else chunk.replace("\r", "\n").replace("\n\n", "\n"))
+                    stream.write(chunk)
                     stream.flush()
+                    last = chunk[-1]
                 elif stop.is_set():
                     return
                 else:

@@ -117,13 +117,15 @@ def train(model: nn.Module, data: ImageData, cfg: TrainConfig, checkpoint: str |
         history, start_epoch = state["history"], state["epoch"] + 1
         log(f"resumed from {checkpoint} after epoch {start_epoch}")
 
+    bar = progress(total=cfg.epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch, desc="training",
+                   unit="batch")
     for epoch in range(start_epoch, cfg.epochs):
+        bar.set_postfix_str(f"epoch {epoch + 1}/{cfg.epochs}", refresh=False)
         gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
         t0 = time.perf_counter()
         model.train()
         order = torch.randperm(n, generator=gen)
         loss_sum, correct = 0.0, 0
-        bar = progress(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch")
         for i in range(0, n, cfg.batch_size):
             idx = order[i:i + cfg.batch_size]
             xb = augment(data.x_train[idx], cfg.crop_pad, cfg.hflip, gen)
@@ -140,7 +142,6 @@ def train(model: nn.Module, data: ImageData, cfg: TrainConfig, checkpoint: str |
             loss_sum += loss.item() * len(idx)
             correct += (logits.argmax(1) == yb).sum().item()
             bar.update(1)
-        bar.close()
         train_time = time.perf_counter() - t0
         test_logits = predict(model, data, data.x_test, bf16=cfg.bf16)
         test_loss = F.cross_entropy(test_logits, data.y_test).item()
@@ -157,6 +158,7 @@ def train(model: nn.Module, data: ImageData, cfg: TrainConfig, checkpoint: str |
                         "scheduler": sched.state_dict() if sched is not None else None,
                         "history": history, "epoch": epoch}, tmp)
             tmp.replace(checkpoint)
+    bar.close()
     model.eval()
     return {"history": history}
 
