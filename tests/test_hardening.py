@@ -29,7 +29,7 @@ def test_one_non_finite_pixel_stops_discovery_naming_class_and_layer(bad, tmp_pa
     with pytest.raises(NonFiniteError, match=r"class 3, input of layer 'conv1': 1 of 12 examples have non-finite input"):
         discover_class_graph(model, x, 3)
     y = torch.full((12,), 3)
-    with pytest.raises(NonFiniteError, match=r"class 3, discovery examples: 1 of 12 examples"):
+    with pytest.raises(NonFiniteError, match=r"class 3, input of layer 'conv1', discovery examples: 1 of 12 examples"):
         discover_all(model, x, y, [0, 3], [str(i) for i in range(10)], 10, discovery.Intervention(), "paired", 0.05,
                      cache_dir=tmp_path / "cache", key="k", correct_only=False, log=lambda *_: None)
     assert not list(tmp_path.rglob("*.json")), "no graph file may be written"
@@ -167,3 +167,52 @@ def test_eval_mode_results_do_not_depend_on_the_mode_the_model_came_in():
     g_train = discover_class_graph(model.train(), x, 0, test="paired")
     assert model.training
     assert g_eval.to_dict()["layers"][0]["mean_effect"] == g_train.to_dict()["layers"][0]["mean_effect"]
+
+
+def test_effects_at_float32_rounding_level_are_not_significant():
+    """Effects of a tiny weight, 1e-6 on logits near 10 (one float32 rounding step is ~1e-6 there), that vary by
+    rounding only: the paired z would be ~60, 'necessary'. Below the resolution 4 * eps * max|y| they are a
+    degenerate test (flagged) or no measurable effect, never significant; real effects are still tested."""
+    g = torch.Generator().manual_seed(0)
+    base = 10 + torch.rand(100, generator=g)
+    effects = torch.stack([-1e-5 + 1e-7 * torch.randn(100, generator=g),      # constant beyond rounding: degenerate
+                           -1e-6 * torch.rand(100, generator=g),               # within rounding: no effect
+                           -0.3 + 0.05 * torch.randn(100, generator=g)])       # a real effect
+    for test in ("paired", "two_sample"):
+        z, p, labels, degenerate = discovery.significance(effects, base, test)
+        assert list(degenerate) == [test == "paired", False, False]
+        assert labels[0] == labels[1] == "irrelevant" and labels[2] == "necessary"
+        if test == "paired":        # two-sample: the between-example spread makes the tiny effects testable, z ~ 0
+            assert p[0] == p[1] == 1.0 and z[0] == z[1] == 0.0
+
+
+class FoldedBN(nn.Module):
+    """A norm layer defined outside torch.nn (like timm's BatchNormAct2d): torch.fx traces *through* it, so an
+    `if self.training` branch would be frozen into the trace with the mode the model had."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.register_buffer("running_mean", torch.zeros(c))
+        self.register_buffer("running_var", torch.ones(c))
+
+    def forward(self, x):
+        if self.training:
+            mean = x.mean((0, 2, 3))
+            self.running_mean.mul_(0.9).add_(0.1 * mean.detach())
+        else:
+            mean = self.running_mean
+        return (x - mean[None, :, None, None]) / self.running_var.sqrt()[None, :, None, None]
+
+
+def test_a_train_mode_model_with_a_custom_norm_layer_is_traced_in_eval_mode():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 3, 3), FoldedBN(3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 6 * 6, 2))
+    with torch.no_grad():
+        net[1].running_mean.uniform_(-0.5, 0.5)
+    x = torch.rand(12, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    reference = discover_class_graph(net.eval(), x, 0, test="paired").to_dict()
+    net.train()
+    before = snapshot(net)
+    again = discover_class_graph(net, x, 0, test="paired").to_dict()
+    assert_as_it_came(net, before)                      # running_mean untouched, still in train mode
+    assert again["layers"][0]["mean_effect"] == reference["layers"][0]["mean_effect"]

@@ -33,7 +33,7 @@ from .models import evaluating
 from .progress import progress
 
 TESTS = ("two_sample", "paired")
-GRAPH_FORMAT = 2  # bump when ClassGraph's JSON changes: cached graphs of other formats are not reused
+GRAPH_FORMAT = 3  # bump when ClassGraph's JSON or its labelling changes: cached graphs of other formats are not reused
 
 
 def layer_chain(model: nn.Module, layers: list[str] | None = None) -> list[str]:
@@ -89,7 +89,7 @@ def _longest_layer_path(traced: torch.fx.GraphModule, modules: dict) -> list[str
     return path[::-1]
 
 
-DEGENERATE_SE = 1e-9   # a test whose standard error is at most this fraction of |mean effect| is degenerate
+ROUNDING = 4 * torch.finfo(torch.float32).eps   # x |logit|: the resolution of a float32 logit difference
 
 
 def significance(effects: torch.Tensor, base: torch.Tensor, method: str = "two_sample", alpha: float = 0.05):
@@ -100,25 +100,33 @@ def significance(effects: torch.Tensor, base: torch.Tensor, method: str = "two_s
     Label: 'necessary' when z < -z_{1-alpha} (removing the edges lowers the logit), 'distracting' when
     z > z_{1-alpha}, else 'irrelevant'. p is the one-sided p-value of the direction of the effect.
 
-    Zero variance, the documented rule (both tests):
-    * a parent whose effect is exactly zero on every example has no effect: irrelevant, z = 0, p = 1;
-    * a parent with a non-zero mean effect but a standard error of (numerically) zero, se <= 1e-9 * |mean|
-      (identical examples, or an effect that does not vary), cannot be tested: z would be +-inf and any
-      effect, however tiny, "significant". It is labelled irrelevant with z = 0, p = 1 and flagged
-      `degenerate` (returned here, kept in the graph file and logged by discovery), never silently.
+    Zero and near-zero variance, the documented rule (both tests). Effects are differences of float32 logits, so
+    they are resolved only to r = 4 * eps_float32 * max |y_k| (about 5e-6 for logits near 10). The spread of a
+    test is se * sqrt(n): the standard deviation of the effects (paired), sqrt(var_do + var) (two-sample).
+    * spread and |mean effect| both <= r: no measurable effect; irrelevant, z = 0, p = 1 (e.g. a parent whose
+      effect is exactly zero on every example);
+    * spread <= r but |mean effect| > r (identical examples, or an effect that does not vary): the test is
+      degenerate, z would be +-inf or a rounding artefact and any effect, however tiny, "significant". It is
+      labelled irrelevant with z = 0, p = 1 and flagged `degenerate` (returned here, kept in the graph file and
+      logged by discovery), never silently;
+    * spread > r: tested as above.
     """
     if method not in TESTS:
         raise ValueError(f"test must be one of {TESTS}, got {method!r}")
     effects = effects.double()
     n = effects.shape[1]
     diff = effects.mean(1)
-    if method == "two_sample":
+    if n < 2:
+        se = torch.zeros_like(diff)
+    elif method == "two_sample":
         y_do = base.double()[None] + effects
         se = torch.sqrt(y_do.var(1) / n + base.double().var() / n)
     else:
-        se = effects.std(1) / np.sqrt(n) if n > 1 else torch.zeros_like(diff)
-    testable = se > DEGENERATE_SE * diff.abs()          # False for no effect at all and for degenerate tests
-    degenerate = (~testable & (effects != 0).any(1)).numpy()
+        se = effects.std(1) / np.sqrt(n)
+    spread = se * np.sqrt(n)
+    resolution = ROUNDING * float(base.double().abs().max()) if len(base) else 0.0
+    testable = spread > resolution                 # False for no measurable effect and for degenerate tests
+    degenerate = (~testable & (diff.abs() > resolution)).numpy()
     z = torch.where(testable, diff / torch.where(testable, se, 1.0), 0.0)
     crit = norm.ppf(1 - alpha)
     zn = z.numpy()
@@ -357,7 +365,7 @@ def discover_all(model: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: li
     """
     chain = layer_chain(model, layers)  # fail on bad layer names before anything else
     for k in classes:           # ... and on non-finite examples, before any graph file is written
-        check_finite(x[y == k], "input values", f"class {k}, discovery examples")
+        check_finite(x[y == k], "input values", f"class {k}, input of layer {chain[0]!r}, discovery examples")
     out = {}
     folder = Path(cache_dir) / f"{key}-v{GRAPH_FORMAT}" if cache_dir else None
     bar = progress(total=len(classes) * len(chain), desc=desc, unit="layer")

@@ -155,6 +155,7 @@ class Cached:
         if key not in self.store:
             self.calls += 1
             self.store[key] = self.fn(model=model, inputs=x, targets=y, **kwargs)
+            check_finite(torch.as_tensor(self.store[key]), "explanation values", f"maps of {self.__name__}", labels=y)
             if self.bar is not None:
                 self.bar.update(len(x))
         return self.store[key].copy()
@@ -287,7 +288,9 @@ def pick_examples(setup, classes: list[int], per_class: int, correct_only: bool,
         idx = setup.eval_idx[setup.y_test[setup.eval_idx] == c]
         if correct_only:
             with torch.no_grad(), evaluating(setup.model):
-                idx = idx[setup.model(setup.x_test[idx]).argmax(1) == c]
+                logits = setup.model(setup.x_test[idx])
+            check_finite(logits, "logits", f"evaluation examples of class {c}")
+            idx = idx[logits.argmax(1) == c]
         picked.append(idx[torch.from_numpy(np.sort(rng.permutation(len(idx))[:per_class]))])
     idx = torch.cat(picked) if picked else torch.zeros(0, dtype=torch.long)
     return setup.x_test[idx].numpy(), setup.y_test[idx].numpy(), idx.numpy()

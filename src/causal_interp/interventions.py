@@ -178,9 +178,13 @@ class _LayerTracer(torch.fx.Tracer):
 
 
 def trace(model: nn.Module) -> torch.fx.GraphModule:
-    """torch.fx trace of `model`, Conv2d/Linear layers as leaves. The graph module shares the model's
-    submodules; the trace does not depend on (or change) the train/eval mode."""
-    return torch.fx.GraphModule(model, _LayerTracer().trace(model))
+    """torch.fx trace of `model` in eval mode, Conv2d/Linear layers as leaves; the model's own mode is restored.
+
+    The graph module shares the model's submodules. Modules traced *through* (not leaves, e.g. timm's
+    BatchNormAct2d) have their `if self.training` branches frozen into the trace, so tracing always happens in
+    eval mode: the engine never uses batch statistics nor updates running buffers, whatever mode the model is in."""
+    with evaluating(model):
+        return torch.fx.GraphModule(model, _LayerTracer().trace(model))
 
 
 class TracedModel:
