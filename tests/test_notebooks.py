@@ -95,4 +95,6 @@ def test_stage_runs_with_smoke_profile(stage, smoke_run):
     streams = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])
                if o.get("output_type") == "stream" and o.get("name") == "stderr"]
     noise = [o for o in streams if "TqdmWarning" in "".join(o["text"]) or "it/s]" in "".join(o["text"])]
-    assert not noise, "progress bars and tqdm warnings stay out of the executed notebook"
+    widgets = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])
+               if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert not noise and not widgets, "progress bars and tqdm warnings stay out of the executed notebook"

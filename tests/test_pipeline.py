@@ -66,7 +66,8 @@ def bad(tmp_path, edit):
     (lambda p: p.update(sede=p.pop("seed")), r"params.yaml: unknown section 'sede'; did you mean 'seed'\?"),
     (lambda p: p["profiles"]["smoke"].update(train_lenat={"epochs": 1}),
      r"profiles.smoke: unknown section 'train_lenat'; did you mean 'train_lenet'\?"),
-    (lambda p: p.update(seed="zero"), "seed must be an integer"),
+    (lambda p: p.update(seed="zero"), "seed must be int, got 'zero'"),
+    (lambda p: p.update(seed=-1), r"seed must be in \[0, inf\), got -1"),
     (lambda p: p["data"].update(discovery_fraction=1.5), r"data.discovery_fraction must be in \(0, 1\)"),
 ])
 def test_every_bad_value_is_one_clear_line(tmp_path, edit, message):
@@ -109,12 +110,14 @@ def test_figure_class_out_of_range_for_the_trained_model_stops_before_discovery(
     code, last = main(capsys, "discover_graphs", "notebooks/discover_graphs.ipynb", "--params", str(params),
                       "--root", str(tmp_path / "out"))
     assert code == 2 and last == ("error: discover_graphs: discover_graphs.figure_class: class index [12] "
-                                  "out of range for train_lenet (10 classes)")
+                                  "out of range [0, 10) for train_lenet")
 
 
 def test_pretrained_without_network_is_one_line(tmp_path, monkeypatch, capsys):
     params = bad(tmp_path, lambda p: p["finetune_cifar10"].update(pretrained=True))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for cache in ("HF_HOME", "HF_HUB_CACHE", "TORCH_HOME"):      # an empty cache, whatever this machine has
+        monkeypatch.setenv(cache, str(tmp_path / cache))
     t0 = time.perf_counter()
     code, last = main(capsys, "finetune_cifar10", "notebooks/train.ipynb", "--params", str(params),
                       "--root", str(tmp_path / "o"))
@@ -123,9 +126,68 @@ def test_pretrained_without_network_is_one_line(tmp_path, monkeypatch, capsys):
                            "are not in the local cache and HF_HUB_OFFLINE is set")
 
 
-def test_smoke_profile_cannot_write_into_the_committed_reports(capsys):
+def test_smoke_profile_cannot_write_into_the_committed_reports_or_models(tmp_path, capsys):
     code, last = main(capsys, "train_lenet", "notebooks/train.ipynb", "--profile", "smoke")
-    assert code == 2 and "would overwrite the committed reports/" in last
+    assert code == 2 and "would overwrite the committed reports/ or models/" in last
+    code, last = main(capsys, "train_lenet", "notebooks/train.ipynb", "--profile", "smoke", "--reports", str(tmp_path))
+    assert code == 2 and "would overwrite the committed reports/ or models/" in last
+
+
+def test_smoke_variables_count_only_under_run_all(monkeypatch, capsys):
+    """A CAUSAL_PROFILE left exported in a shell must not turn `dvc repro` into a smoke run."""
+    monkeypatch.setenv(pipeline.PROFILE_ENV, "smoke")
+    assert pipeline.main(["--check"]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == "params.yaml (default profile): ok" and "warning: ignoring ['CAUSAL_PROFILE']" in err
+    monkeypatch.setenv(pipeline.RUN_ALL_ENV, "1")
+    assert pipeline.main(["--check"]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == "params.yaml (smoke profile): ok" and not err
+
+
+def test_run_all_runs_every_stage_command_with_the_smoke_environment(monkeypatch, tmp_path):
+    """`make smoke`: every dvc.yaml command, in order, from the repository, with the profile, root and data root."""
+    calls = []
+    monkeypatch.setattr(pipeline, "dvc_stages", lambda: STAGES)
+    monkeypatch.setattr(pipeline.subprocess, "run", lambda cmd, **kw: calls.append((cmd, kw)) or
+                        subprocess.CompletedProcess(cmd, 0))
+    pipeline.run_all("smoke", tmp_path / "smoke", tmp_path / "data")
+    assert [c for c, _ in calls] == [s.cmd for s in STAGES]
+    for _, kw in calls:
+        assert kw["cwd"] == pipeline.REPO and kw["shell"] is True
+        env = kw["env"]
+        assert env[pipeline.PROFILE_ENV] == "smoke" and env[pipeline.RUN_ALL_ENV] == "1"
+        assert env[pipeline.ROOT_ENV] == str((tmp_path / "smoke").resolve())
+        assert env[pipeline.DATA_ROOT_ENV] == str((tmp_path / "data").resolve())
+    monkeypatch.setattr(pipeline.subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1))
+    with pytest.raises(SystemExit, match=f"error: stage {STAGES[0].name} failed"):
+        pipeline.run_all("smoke", tmp_path / "smoke")
+
+
+def test_publish_is_whole_or_recovered(tmp_path):
+    """A publish replaces every output; an output left only as `.<name>.old` (SIGKILL during a publish) is put back
+    by the next run before anything else."""
+    reports, models, staging = tmp_path / "reports", tmp_path / "models", tmp_path / "reports" / ".staging" / "s"
+    for folder, text in ((reports / "s", "old"), (reports / "graphs", "old graphs")):
+        folder.mkdir(parents=True)
+        (folder / "f.txt").write_text(text)
+    (staging / "reports" / "s").mkdir(parents=True)
+    (staging / "reports" / "s" / "f.txt").write_text("new")
+    (staging / "models").mkdir()
+    (staging / "models" / "m.pt").write_text("model")
+    pipeline.publish(staging, reports, models)
+    assert (reports / "s" / "f.txt").read_text() == "new" and (models / "m.pt").read_text() == "model"
+    assert (reports / "graphs" / "f.txt").read_text() == "old graphs" and not staging.exists()
+    os.replace(reports / "graphs", reports / ".graphs.old")            # killed between the two renames
+    staging.mkdir(parents=True)
+    pipeline.recover(staging, reports, models)
+    assert (reports / "graphs" / "f.txt").read_text() == "old graphs" and not staging.exists()
+
+
+def test_bad_numbers_include_nan(tmp_path):
+    with pytest.raises(config.ConfigError, match="data.discovery_fraction must be a finite number, got nan"):
+        pipeline.validate_params(bad(tmp_path, lambda p: p["data"].update(discovery_fraction=float("nan"))),
+                                 stages=STAGES)
 
 
 def test_unknown_stage_and_profile(tmp_path, capsys):
@@ -179,7 +241,7 @@ def test_a_corrupt_raw_or_extracted_file_stops_with_its_path_and_the_repair(pinn
     assert moved == [f"set aside (corrupt): {path} -> {path.name}.corrupt"] and not path.exists()
 
 
-def test_make_data_leaves_dvc_status_clean_and_repro_never_repins_data():
+def test_data_is_recorded_without_a_cache_copy_and_is_no_stage_dependency():
     """data.dvc records data/ without a DVC cache copy and is no stage's dependency, so `dvc repro` (which
     reproduces dvc.yaml and what it depends on) never rewrites it."""
     pin = yaml.safe_load((REPO / "data.dvc").read_text())
@@ -237,9 +299,9 @@ def test_dvc_repro_runs_a_stage_and_a_killed_rerun_keeps_its_report(tmp_path, fa
     (dst / "params.yaml").write_text(yaml.safe_dump(params))
     second = dvc(dst, "repro", "train_lenet")
     staged = dst / "reports" / ".staging" / "train_lenet" / "reports" / "train_lenet"
-    deadline = time.time() + 120
-    while not (staged.is_dir() and any(staged.iterdir())) and time.time() < deadline and second.poll() is None:
-        time.sleep(0.2)
+    deadline = time.time() + 120                                        # halfway: its metrics are written, not published
+    while not (staged / "metrics.json").exists() and time.time() < deadline and second.poll() is None:
+        time.sleep(0.05)
     assert second.poll() is None, "the run ended before it could be killed"
     os.killpg(second.pid, signal.SIGKILL)                               # no chance to clean up
     second.wait(timeout=30)
@@ -251,4 +313,7 @@ def test_dvc_repro_runs_a_stage_and_a_killed_rerun_keeps_its_report(tmp_path, fa
     assert third.returncode == 0, out
     assert snapshot(report) != before and not (dst / "reports" / ".staging" / "train_lenet").exists()
     assert '"epochs": 3' in (report / "metrics.json").read_text()
+    status = subprocess.run([str(BIN / "dvc"), "status", "train_lenet"], cwd=dst, capture_output=True, text=True)
+    assert "up to date" in status.stdout, status.stdout
+    assert (dst / "data.dvc").read_text() == (REPO / "data.dvc").read_text(), "dvc repro never re-pins data.dvc"
     shutil.rmtree(dst)   # ~0.3 GB of checkpoints and DVC cache

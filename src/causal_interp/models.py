@@ -77,7 +77,11 @@ def check_pretrained_available(name: str, key: str = "pretrained", timeout: floa
             return
         host = "huggingface.co"
     else:
+        if cfg.url and (Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(cfg.url).path).name).is_file():
+            return
         host = urlparse(cfg.url or "").hostname or "huggingface.co"
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return                        # behind a proxy a direct connection proves nothing: let timm try
     reason = "HF_HUB_OFFLINE is set" if os.environ.get("HF_HUB_OFFLINE") == "1" else None
     if reason is None:
         try:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import fcntl
 import json
 import os
 import shutil
@@ -35,6 +36,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 from . import config
 
@@ -53,6 +55,7 @@ REPO = project_root()
 SHARED_SECTIONS = ("seed", "data")
 TOP_LEVEL = ("seed", "data", "architectures", "profiles")   # params.yaml sections that are not a stage's
 PROFILE_ENV, ROOT_ENV, DATA_ROOT_ENV = "CAUSAL_PROFILE", "CAUSAL_ROOT", "CAUSAL_DATA_ROOT"
+RUN_ALL_ENV = "CAUSAL_RUN_ALL"   # set by `run_all` only: the three variables above count only under it
 
 
 def notebook_configs() -> dict:
@@ -123,8 +126,7 @@ def validate_params(params_file: str | Path = REPO / "params.yaml", profile: str
             raise config.ConfigError(f"profiles.{name} must be a mapping of sections")
         check_keys(overrides, f"profiles.{name}: ")
     params = config.load_params(params_file, profile)
-    if not isinstance(params.get("seed", 0), int) or isinstance(params.get("seed"), bool):
-        raise config.ConfigError(f"seed must be an integer, got {params.get('seed')!r}")
+    config.check_range(config._coerce(params.get("seed", 0), "int", "seed"), (0, None, False, False), "seed")
     config.data_config(params)
     classes = notebook_configs()
     for s in stages:
@@ -139,6 +141,7 @@ def validate_params(params_file: str | Path = REPO / "params.yaml", profile: str
 def check_against_models(section: str, values: dict, models: Path) -> None:
     """Class indices of a stage's section (`classes`, `figure_class`, `correction_true/predicted`) against the
     number of classes of the trained models it names, read from the model files that exist already."""
+    from .discovery import check_classes
     from .models import model_info
 
     names = values.get("models") or []
@@ -152,9 +155,10 @@ def check_against_models(section: str, values: dict, models: Path) -> None:
         if values.get("correction_model") == m:
             wanted["correction_true/predicted"] = [values.get("correction_true", 0), values.get("correction_predicted", 0)]
         for key, indices in wanted.items():
-            bad = [c for c in indices if isinstance(c, int) and not 0 <= c < k]
-            if bad:
-                raise config.ConfigError(f"{section}.{key}: class index {bad} out of range for {m} ({k} classes)")
+            try:
+                check_classes([c for c in indices if isinstance(c, int)], k)
+            except IndexError as e:
+                raise config.ConfigError(f"{section}.{key}: {e} for {m}") from None
 
 
 def stage_parameters(stage: str, params: dict, reports: Path, models: Path, checkpoints: Path,
@@ -222,16 +226,30 @@ def _replace(src: Path, dst: Path) -> None:
 
 def publish(staging: Path, reports: Path, models: Path) -> list[Path]:
     """Move a finished stage's staged outputs over the previous ones: each folder under staging/reports replaces
-    the same folder of `reports` whole (as DVC would: nothing stale survives), each staged model its file."""
-    done = []
-    for src in sorted((staging / "reports").iterdir()) if (staging / "reports").is_dir() else []:
-        _replace(src, reports / src.name)
-        done.append(reports / src.name)
-    for src in sorted((staging / "models").iterdir()) if (staging / "models").is_dir() else []:
-        _replace(src, models / src.name)
-        done.append(models / src.name)
+    the same folder of `reports` whole (as DVC would: nothing stale survives), each staged model its file. Ctrl-C
+    and `kill` wait until it is done (a publish takes milliseconds), so it is never left half way."""
+    moves = [(src, reports / src.name) for src in sorted((staging / "reports").iterdir())] + \
+            [(src, models / src.name) for src in sorted((staging / "models").iterdir())]
+    blocked = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+    try:
+        for src, dst in moves:
+            _replace(src, dst)
+        shutil.rmtree(staging, ignore_errors=True)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    return [dst for _, dst in moves]
+
+
+def recover(staging: Path, reports: Path, models: Path) -> None:
+    """After a run killed with SIGKILL (which nothing can block): an output left only as `.<name>.old` by an
+    unfinished publish is put back, and the unpublished staging folder is dropped."""
+    for folder in (reports, models):
+        for old in folder.glob(".*.old") if folder.is_dir() else []:
+            dst = old.with_name(old.name[1:-4])
+            if not dst.exists():
+                os.replace(old, dst)
     shutil.rmtree(staging, ignore_errors=True)
-    return done
 
 
 def _kernel_manager(socket_dir: Path):
@@ -256,16 +274,14 @@ def run_stage(stage: str, notebook: str | Path, profile: str = "default",
     returns the executed notebook. `checkpoints` holds the resumable state of long stages."""
     import papermill
 
-    from . import progress
-
     notebook = Path(notebook)
     if not notebook.is_absolute():
         notebook = REPO / notebook
     if not notebook.is_file():
         raise FileNotFoundError(f"notebook not found: {notebook}")
     reports, models = Path(reports).resolve(), Path(models).resolve()
-    if profile != "default" and reports == (REPO / "reports").resolve():
-        raise config.ConfigError(f"profile {profile!r} would overwrite the committed reports/; give --root DIR")
+    if profile != "default" and (reports == (REPO / "reports").resolve() or models == (REPO / "models").resolve()):
+        raise config.ConfigError(f"profile {profile!r} would overwrite the committed reports/ or models/; give --root DIR")
     params = config.deep_merge(validate_params(params_file, profile, stages), overrides or {})
     if overrides:
         config.data_config(params)
@@ -280,23 +296,39 @@ def run_stage(stage: str, notebook: str | Path, profile: str = "default",
         check_pretrained_available(section.get("model", ""), key=f"{stage}.pretrained")
     declared = papermill.inspect_notebook(str(notebook))
     parameters = {k: v for k, v in parameters.items() if k in declared}
-    shutil.rmtree(staging, ignore_errors=True)          # left over by a killed run: never published
+    staging.parent.mkdir(parents=True, exist_ok=True)
+    lock = open(staging.parent / f"{stage}.lock", "w")
+    try:                                                # one run of a stage at a time per reports folder
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise config.ConfigError(f"stage {stage} is already running into {reports} (another dvc repro or pipeline "
+                                 f"run); wait for it to finish") from None
+    try:
+        return _execute(stage, notebook, parameters, staging, reports, models, show_progress)
+    finally:
+        lock.close()
+
+
+def _execute(stage, notebook, parameters, staging, reports, models, show_progress) -> Path:
+    import papermill
+
+    from . import progress
+
+    recover(staging, reports, models)                   # left over by a killed run: never published
     out_dir = staging / "reports" / stage
     out_dir.mkdir(parents=True, exist_ok=True)
     (staging / "models").mkdir(parents=True, exist_ok=True)
     executed = out_dir / f"{stage}.ipynb"
-    env = {progress.STAGE_ENV: stage, progress.ENV: str(staging / "progress.log")}
-    relay = progress.relay(env[progress.ENV]) if show_progress else contextlib.nullcontext(False)
-    old_env = {k: os.environ.get(k) for k in (*env, progress.INTERVAL_ENV)}
+    log = staging / "progress.log"
+    relay = progress.relay(log) if show_progress else contextlib.nullcontext(False)
     sockets = Path(tempfile.mkdtemp(prefix="causal-kernel-"))   # short path: a socket's name is at most 107 bytes
     try:
         with relay as tty:
-            if show_progress:
-                os.environ.update(env)
-                os.environ[progress.INTERVAL_ENV] = "1" if tty else "30"
-            papermill.execute_notebook(str(notebook), str(executed), parameters=parameters, cwd=str(REPO),
-                                       kernel_name="python3", log_output=False, progress_bar=False,
-                                       kernel_manager_class=_kernel_manager(sockets))
+            env = {progress.STAGE_ENV: stage, progress.ENV: str(log), progress.INTERVAL_ENV: "1" if tty else "30"}
+            with mock.patch.dict(os.environ, env if show_progress else {}):    # the kernel inherits them
+                papermill.execute_notebook(str(notebook), str(executed), parameters=parameters, cwd=str(REPO),
+                                           kernel_name="python3", log_output=False, progress_bar=False,
+                                           kernel_manager_class=_kernel_manager(sockets))
     except BaseException:
         failed = reports / stage / f"{stage}.failed.ipynb"
         if executed.exists():
@@ -306,12 +338,7 @@ def run_stage(stage: str, notebook: str | Path, profile: str = "default",
         raise
     finally:
         shutil.rmtree(sockets, ignore_errors=True)
-        for k, v in old_env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    (staging / "progress.log").unlink(missing_ok=True)
+    log.unlink(missing_ok=True)
     publish(staging, reports, models)
     return reports / stage / f"{stage}.ipynb"
 
@@ -320,14 +347,14 @@ def run_all(profile: str = "default", root: str | Path | None = None, data_root:
     """Run every stage of dvc.yaml in dependency order by its own command, as `dvc repro` would, but into `root`
     (reports/, models/, .cache/ under it) and with `profile`: what `make smoke` does. Stops at the first failure."""
     stages = dvc_stages()
-    env = dict(os.environ, **{PROFILE_ENV: profile})
+    env = dict(os.environ, **{PROFILE_ENV: profile, RUN_ALL_ENV: "1"})
     if root is not None:
         env[ROOT_ENV] = str(Path(root).resolve())
     if data_root is not None:
         env[DATA_ROOT_ENV] = str(Path(data_root).resolve())
     for i, s in enumerate(stages, 1):
         print(f"[{i}/{len(stages)}] {s.name}: {s.cmd}", file=sys.stderr, flush=True)
-        if subprocess.run(s.cmd, shell=True, cwd=REPO, env=env).returncode:
+        if subprocess.run(s.cmd, shell=True, cwd=REPO, env=env, check=False).returncode:
             raise SystemExit(f"error: stage {s.name} failed (command: {s.cmd})")
 
 
@@ -342,14 +369,20 @@ def main(argv=None) -> int:
     parser.add_argument("notebook", nargs="?")
     parser.add_argument("--all", action="store_true", help="run every stage of dvc.yaml, in order")
     parser.add_argument("--check", action="store_true", help="validate params.yaml (with --profile) and stop")
-    parser.add_argument("--profile", default=os.environ.get(PROFILE_ENV, "default"))
+    from_run_all = os.environ.get(RUN_ALL_ENV) == "1"
+    inherited = {k: os.environ[k] for k in (PROFILE_ENV, ROOT_ENV, DATA_ROOT_ENV) if k in os.environ}
+    if inherited and not from_run_all:
+        print(f"warning: ignoring {sorted(inherited)} (they apply only under `make smoke` / --all); "
+              f"use --profile / --root / --data-root", file=sys.stderr)
+    env = inherited if from_run_all else {}
+    parser.add_argument("--profile", default=env.get(PROFILE_ENV, "default"))
     parser.add_argument("--params", default=str(REPO / "params.yaml"))
-    parser.add_argument("--root", default=os.environ.get(ROOT_ENV),
+    parser.add_argument("--root", default=env.get(ROOT_ENV),
                         help="write reports/, models/ and .cache/ under DIR instead of the repository")
     parser.add_argument("--reports", default=None)
     parser.add_argument("--models", default=None)
     parser.add_argument("--checkpoints", default=None, help="where long stages keep resumable state")
-    parser.add_argument("--data-root", default=os.environ.get(DATA_ROOT_ENV), help="override params data.root")
+    parser.add_argument("--data-root", default=env.get(DATA_ROOT_ENV), help="override params data.root")
     parser.add_argument("--quiet", action="store_true", help="no progress bars, errors only")
     args = parser.parse_args(argv)
     base = Path(args.root).resolve() if args.root else REPO
@@ -364,7 +397,10 @@ def main(argv=None) -> int:
             run_all(args.profile, base if args.root else None, args.data_root)
             return 0
         if args.check:
-            validate_params(args.params, args.profile)
+            params = validate_params(args.params, args.profile)
+            for name, values in params.items():     # class indices against the models trained so far
+                if isinstance(values, dict) and name not in TOP_LEVEL:
+                    check_against_models(name, values, models)
             print(f"params.yaml ({args.profile} profile): ok")
             return 0
         if not (args.stage and args.notebook):
@@ -387,7 +423,9 @@ def main(argv=None) -> int:
         if isinstance(e, papermill.PapermillExecutionError):
             print(f"error: {label}: {e.ename}: {e.evalue}", file=sys.stderr)
             return 1
-        if isinstance(e, (config.ConfigError, FileNotFoundError)) or type(e).__name__ == "DataError":
+        from .data import DataError
+
+        if isinstance(e, (config.ConfigError, FileNotFoundError, DataError)):
             print(f"error: {label}: {e}", file=sys.stderr)
             return 2
         raise
