@@ -6,7 +6,7 @@ attribution with no normalisation (normalising is the evaluation's job, see `eva
 
 | name | library | settings |
 |---|---|---|
-| RISE | torchray `rise` | `rise_masks` random masks, 7x7 cells, fixed seed |
+| RISE | torchray `rise` | `rise_masks` random masks, 7x7 cells; seed fixed, or drawn per call from the input (`rise_per_call`) |
 | Occlusion | captum `Occlusion` | square window of `occlusion_window` x image side, stride half of it, zero baseline |
 | IntegratedGradients | captum | zero baseline, `ig_steps` steps |
 | Saliency | captum | absolute gradient (captum default) |
@@ -18,6 +18,7 @@ attribution with no normalisation (normalising is the evaluation's job, see `eva
 from __future__ import annotations
 
 import copy
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,6 +41,10 @@ class BaselineConfig:
     shap_samples: int = bounded(16, 1, 10_000)
     batch_size: int = bounded(64, 1, 65_536)   # inputs per call inside a method (memory knob)
     seed: int = bounded(0, 0)
+    # RISE's masks: false = the same seed on every call, so an input and its LE perturbation get the same masks and
+    # the map barely moves (an artefact); true = a seed derived from the call's input (deterministic, and different
+    # for an input and its perturbation)
+    rise_per_call: bool = False
 
 
 def check_methods(names) -> list[str]:
@@ -64,7 +69,7 @@ def _attribute(method: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, 
     if method == "RISE":
         from torchray.attribution.rise import rise
 
-        sal = rise(model, x, seed=cfg.seed, num_masks=cfg.rise_masks, batch_size=cfg.batch_size)   # (N, K, H, W)
+        sal = rise(model, x, seed=rise_seed(x, cfg), num_masks=cfg.rise_masks, batch_size=cfg.batch_size)   # (N, K, H, W)
         return sal[torch.arange(len(y)), y][:, None]
     if method == "ExcitationBackprop":
         from torchray.attribution.excitation_backprop import excitation_backprop
@@ -96,6 +101,14 @@ def _attribute(method: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, 
     if method == "Deconvolution":
         return ca.Deconvolution(model).attribute(x, target=y)
     raise ValueError(f"unknown baseline {method!r}; choose from {list(METHODS)}")
+
+
+def rise_seed(x: torch.Tensor, cfg: BaselineConfig) -> int:
+    """RISE's seed for one call: `cfg.seed`, or with `rise_per_call` a hash of the call's input mixed with it."""
+    if not cfg.rise_per_call:
+        return cfg.seed
+    digest = hashlib.sha256(x.detach().cpu().numpy().tobytes()).digest()
+    return (int.from_bytes(digest[:4], "little") ^ cfg.seed) % (2 ** 31)
 
 
 def explainer(method: str, model: nn.Module, cfg: BaselineConfig | None = None):

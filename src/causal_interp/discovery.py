@@ -92,13 +92,19 @@ def _longest_layer_path(traced: torch.fx.GraphModule, modules: dict) -> list[str
 ROUNDING = 4 * torch.finfo(torch.float32).eps   # x |logit|: the resolution of a float32 logit difference
 
 
-def significance(effects: torch.Tensor, base: torch.Tensor, method: str = "two_sample", alpha: float = 0.05):
+def significance(effects: torch.Tensor, base: torch.Tensor, method: str = "two_sample", alpha: float = 0.05,
+                 min_effect: float = 0.0):
     """z statistic, p-value, label and degenerate flag per parent (eq. 1).
 
     two_sample (the authors' code): one-sided test of mean(y_do) against mean(y) with
     se = sqrt(var_do/n + var/n). paired: z = mean(TE) / (std(TE) / sqrt(n)) on per-example effects.
     Label: 'necessary' when z < -z_{1-alpha} (removing the edges lowers the logit), 'distracting' when
     z > z_{1-alpha}, else 'irrelevant'. p is the one-sided p-value of the direction of the effect.
+
+    Effect-size floor (`min_effect`, default 0 = none): a parent is necessary (distracting) only if, besides the
+    test, its mean effect is below -min_effect (above +min_effect) times the spread (standard deviation over the
+    examples) of the class logit itself. With many near-deterministic examples the paired test calls even a
+    consistent 1e-4 change "significant"; the floor asks for an effect of a size that matters for the logit.
 
     Zero and near-zero variance, the documented rule (both tests). Effects are differences of float32 logits, so
     they are resolved only to r = 4 * eps_float32 * max |y_k| (about 5e-6 for logits near 10). The spread of a
@@ -132,8 +138,21 @@ def significance(effects: torch.Tensor, base: torch.Tensor, method: str = "two_s
     zn = z.numpy()
     p = norm.sf(np.abs(zn))
     p[~testable.numpy()] = 1.0
-    labels = np.where(zn < -crit, "necessary", np.where(zn > crit, "distracting", "irrelevant"))
+    floor = min_effect * float(base.double().std()) if min_effect > 0 and n > 1 else 0.0
+    d = diff.numpy()
+    labels = np.where((zn < -crit) & (d <= -floor), "necessary",
+                      np.where((zn > crit) & (d >= floor), "distracting", "irrelevant"))
     return zn, p, labels, degenerate
+
+
+FALLBACK_RELATIVE = -0.001   # the authors' fallback: mean relative effect below -0.1% (explain.py, select_causal_path)
+
+
+def fallback_parents(effects: torch.Tensor, base: torch.Tensor) -> list[int]:
+    """The authors' fallback when no parent of a layer passes their test: every parent whose mean *relative* effect,
+    mean over x of TE_j(x) / y_k(x), is below -0.001 (their `relative_diff`, y_do / y - 1)."""
+    relative = (effects.double() / base.double()[None]).mean(1)
+    return [int(j) for j in torch.nonzero(relative < FALLBACK_RELATIVE).flatten()]
 
 
 @dataclass
@@ -151,6 +170,7 @@ class LayerGraph:
     p: list[float]
     seconds: float = 0.0       # wall time of this layer's interventions
     degenerate: list[int] = field(default_factory=list)   # parents whose test had zero variance (see `significance`)
+    fallback: bool = False     # no parent passed the test; the necessary ones come from the authors' fallback
 
     def edges(self) -> list[tuple[int, int]]:
         """Edges kept in the graph: every necessary parent to every target."""
@@ -175,6 +195,8 @@ class ClassGraph:
     layers: list[LayerGraph] = field(default_factory=list)
     model: str = ""
     examples: list[int] = field(default_factory=list)   # indices of X in the discovery split
+    min_effect: float = 0.0    # effect-size floor of the test (see `significance`)
+    fallback: bool = False     # the authors' fallback applied where no parent passed (see `fallback_parents`)
 
     def layer(self, name: str) -> LayerGraph:
         for lg in self.layers:
@@ -187,7 +209,16 @@ class ClassGraph:
                            "irrelevant": len(lg.irrelevant), "parents": lg.n_parents} for lg in self.layers}
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The graph as JSON-ready data. The test options `min_effect` / `fallback` are written only when set, so a
+        graph found without them reads exactly as before they existed (its cached scores stay valid)."""
+        d = dataclasses.asdict(self)
+        for key in ("min_effect", "fallback"):
+            if not d[key]:
+                del d[key]
+        for lg in d["layers"]:
+            if not lg["fallback"]:
+                del lg["fallback"]
+        return d
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -224,13 +255,16 @@ def graph_files(folder: str | Path, classes: list[int] | None = None) -> dict[in
 def discover_class_graph(model: nn.Module, x: torch.Tensor, class_index: int, layers: list[str] | None = None,
                          intervention: Intervention | None = None, test: str = "two_sample", alpha: float = 0.05,
                          class_name: str = "", model_name: str = "", max_batch: int = 4096,
-                         traced: TracedModel | None = None, bar=None) -> ClassGraph:
+                         traced: TracedModel | None = None, bar=None, min_effect: float = 0.0,
+                         fallback: bool = False) -> ClassGraph:
     """Algorithm 1 for class `class_index` on examples `x` (correctly classified examples of the class).
 
     All inputs are checked before any intervention: unknown layer names, a class index out of range,
     an unknown test, chains whose consecutive layers are not connected channel by channel, and NaN/inf in
     the examples or their logits (`NonFiniteError`, naming the class and the layer; effects are checked too).
     The model comes back in the train/eval mode it came in. `bar` (a `progress` bar) advances by one per layer.
+    `min_effect`: the effect-size floor of `significance`; `fallback`: where no parent passes, keep the parents
+    of `fallback_parents` (what the authors' code does), flagging the layer.
     """
     intervention = intervention or Intervention()
     if test not in TESTS:
@@ -250,7 +284,8 @@ def discover_class_graph(model: nn.Module, x: torch.Tensor, class_index: int, la
             raise ValueError(f"layers {lower!r} -> {upper!r} are not connected channel by channel "
                              f"({_out_nodes(traced.modules[lower])} outputs, {parents[upper]} parents); "
                              f"give the chain explicitly")
-    graph = ClassGraph(class_index, class_name, len(x), dataclasses.asdict(intervention), test, alpha, model=model_name)
+    graph = ClassGraph(class_index, class_name, len(x), dataclasses.asdict(intervention), test, alpha, model=model_name,
+                       min_effect=min_effect, fallback=fallback)
     targets = [class_index]
     for depth, name in enumerate(reversed(chain)):
         if not targets:  # nothing upstream can matter any more
@@ -262,14 +297,19 @@ def discover_class_graph(model: nn.Module, x: torch.Tensor, class_index: int, la
         iv = dataclasses.replace(intervention, seed=intervention.seed * 1009 + depth)
         t0 = time.perf_counter()
         te = treatment_effects(traced, name, class_index, targets, iv, max_batch=max_batch)
-        z, p, labels, degenerate = significance(te, traced.logits[:, class_index], test, alpha)
+        base = traced.logits[:, class_index]
+        z, p, labels, degenerate = significance(te, base, test, alpha, min_effect)
+        rescued = fallback and not (labels == "necessary").any()
+        if rescued:
+            labels = labels.copy()
+            labels[fallback_parents(te, base)] = "necessary"
         lg = LayerGraph(name, parents[name], list(targets),
                         necessary=[int(j) for j in np.flatnonzero(labels == "necessary")],
                         distracting=[int(j) for j in np.flatnonzero(labels == "distracting")],
                         irrelevant=[int(j) for j in np.flatnonzero(labels == "irrelevant")],
                         mean_effect=te.mean(1).tolist(), z=z.tolist(), p=p.tolist(),
                         seconds=time.perf_counter() - t0,
-                        degenerate=[int(j) for j in np.flatnonzero(degenerate)])
+                        degenerate=[int(j) for j in np.flatnonzero(degenerate)], fallback=bool(rescued))
         graph.layers.append(lg)
         targets = lg.necessary
         if bar is not None:
@@ -355,7 +395,7 @@ def check_classes(classes, num_classes: int) -> list[int]:
 def discover_all(model: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: list[int], class_names: list[str],
                  n_examples: int, intervention: Intervention, test: str, alpha: float, layers=None,
                  cache_dir: str | Path | None = None, key: str = "", max_batch: int = 4096, correct_only: bool = True,
-                 log=print, desc: str = "graphs") -> dict:
+                 log=print, desc: str = "graphs", min_effect: float = 0.0, fallback: bool = False) -> dict:
     """Graphs of `classes` on the examples (x, y) (the discovery split), one class at a time.
 
     Each finished graph is written to `cache_dir/<key>/class_<k>.json` and reused on a re-run with the same
@@ -381,7 +421,7 @@ def discover_all(model: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: li
             raise ValueError(f"class {k}: only {len(idx)} correctly classified examples in the discovery split")
         t0 = time.perf_counter()
         g = discover_class_graph(model, x[idx], k, layers, intervention, test, alpha, class_name=class_names[k],
-                                 max_batch=max_batch, bar=bar)
+                                 max_batch=max_batch, bar=bar, min_effect=min_effect, fallback=fallback)
         seconds = time.perf_counter() - t0
         g.examples = idx.tolist()
         if path is not None:

@@ -63,10 +63,12 @@ def notebook_configs() -> dict:
     from .discovery import DiscoveryConfig
     from .evaluation import EvaluationConfig
     from .masking import MaskingConfig
+    from .protocols import ProtocolConfig
     from .reliability import ReliabilityConfig
 
     return {"train": config.TrainConfig, "discover_graphs": DiscoveryConfig, "reliability": ReliabilityConfig,
-            "fidelity": MaskingConfig, "repair": MaskingConfig, "evaluate_explanations": EvaluationConfig}
+            "fidelity": MaskingConfig, "repair": MaskingConfig, "evaluate_explanations": EvaluationConfig,
+            "authors_protocol": ProtocolConfig}
 
 
 @dataclass

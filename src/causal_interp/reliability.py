@@ -95,7 +95,8 @@ def soft_sweep(model: nn.Module, x: torch.Tensor, graph: ClassGraph, b_values, e
     bar = progress(total=len(b_values), initial=len(records), desc=f"{desc}, class {graph.class_index}", unit="run")
     for run in range(len(records), len(b_values)):
         iv = Intervention("soft", b=float(b_values[run]), eps=eps, seed=seed * 1_000_003 + run)
-        g = discover_class_graph(model, x, graph.class_index, layers, iv, graph.test, graph.alpha, max_batch=max_batch)
+        g = discover_class_graph(model, x, graph.class_index, layers, iv, graph.test, graph.alpha, max_batch=max_batch,
+                                 min_effect=graph.min_effect, fallback=graph.fallback)
         rec = {"run": run, "b": float(b_values[run]), "necessary": {lg.layer: lg.necessary for lg in g.layers}}
         if warn_degenerate(g, lambda line: log(f"run {run}: {line}")):
             rec["degenerate"] = {lg.layer: lg.degenerate for lg in g.layers if lg.degenerate}
