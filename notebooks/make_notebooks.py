@@ -931,8 +931,8 @@ authors_graph = graphs["authors: two-sample + fallback"]
 base = baselines.BaselineConfig(ig_steps=cfg.ig_steps, shap_samples=cfg.shap_samples, rise_masks=cfg.rise_masks, seed=cfg.seed)
 methods = {"Causal": protocols.AuthorsCausalExplainer(raw, {k: authors_graph}, cfg.layer, cfg.parent_layer),
            **{m: baselines.explainer(m, raw, base) for m in protocols.AUTHORS_METHODS[1:]},
-           "RISE (fixed masks)": baselines.explainer("RISE", raw, base),
-           "RISE (masks per call)": baselines.explainer("RISE", raw, dataclasses.replace(base, rise_per_call=True))}
+           "RISE (fixed masks)": baselines.explainer("RISE", raw, dataclasses.replace(base, rise_per_call=False)),
+           "RISE (masks per call)": baselines.explainer("RISE", raw, base)}
 bar = progress(total=len(protocols.AUTHORS_METHODS) + 1 + 2 * len(methods), desc="scores", unit="metric")
 scores = pd.DataFrame(protocols.score_methods(methods, raw, x01, y, cfg, bar=bar)); bar.close()
 scores.to_csv(out / "scores.csv", index=False)

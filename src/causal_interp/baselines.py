@@ -6,7 +6,7 @@ attribution with no normalisation (normalising is the evaluation's job, see `eva
 
 | name | library | settings |
 |---|---|---|
-| RISE | torchray `rise` | `rise_masks` random masks, 7x7 cells; seed fixed, or drawn per call from the input (`rise_per_call`) |
+| RISE | torchray `rise` | `rise_masks` random masks, 7x7 cells; masks drawn per call from the input (`rise_per_call`) |
 | Occlusion | captum `Occlusion` | square window of `occlusion_window` x image side, stride half of it, zero baseline |
 | IntegratedGradients | captum | zero baseline, `ig_steps` steps |
 | Saliency | captum | absolute gradient (captum default) |
@@ -41,10 +41,10 @@ class BaselineConfig:
     shap_samples: int = bounded(16, 1, 10_000)
     batch_size: int = bounded(64, 1, 65_536)   # inputs per call inside a method (memory knob)
     seed: int = bounded(0, 0)
-    # RISE's masks: false = the same seed on every call, so an input and its LE perturbation get the same masks and
-    # the map barely moves (an artefact); true = a seed derived from the call's input (deterministic, and different
-    # for an input and its perturbation)
-    rise_per_call: bool = False
+    # RISE's masks: true = a seed derived from each call's input (deterministic, and different for an input and its
+    # LE perturbation); false = the same seed on every call, so an input and its perturbation share their masks and
+    # the map barely moves: an artefact that once gave RISE a near-zero LE (kept to show it, authors_protocol stage)
+    rise_per_call: bool = True
 
 
 def check_methods(names) -> list[str]:
