@@ -96,3 +96,18 @@ def test_correction_masks_remove_negative_paths():
     with masked(net, masks, n):
         after = torch.softmax(net(x1), 1)[0, 0]
     assert after > before
+
+
+def test_irrelevant_only_masks_and_class_bias_by_hand():
+    net, x = hand_built()
+    g = discover_class_graph(net, x, 0)          # fc2 for class 0: necessary [0, 3], distracting [1], irrelevant [2]
+    assert {m.layer: m.parents for m in masking.repair_masks(g, 1.0, "irrelevant")} == {"fc2": [2]}
+    assert {m.layer: m.parents for m in masking.repair_masks(g, 1.0, "graph")} == {"fc2": [1, 2]}
+    y = torch.tensor([0, 0, 1, 1, 1])
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(5, 2, bias=False))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.tensor([[1.0, 0, 0, 0, 0], [0, 1.0, 0, 0, 0]]))
+    xb = torch.tensor([[1.0, 0, 0, 0, 0], [1.0, 0, 0, 0, 0], [1.0, 0, 0, 0, 0], [0, 1.0, 0, 0, 0], [0, 1.0, 0, 0, 0]])
+    r = masking.class_bias(model, xb, y, 0)        # predictions 0, 0, 0, 1, 1: one of the three 1s called 0
+    assert r["all_accuracy"] == pytest.approx(0.8) and r["false_positive_rate"] == pytest.approx(1 / 3)
+    assert r["precision"] == pytest.approx(2 / 3)

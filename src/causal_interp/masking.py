@@ -103,23 +103,29 @@ def fidelity_masks(graph: ClassGraph, share: float, how: str, model: nn.Module |
     return masks
 
 
+REPAIR_MASKS = ("graph", "irrelevant", "random")
+
+
 def repair_masks(graph: ClassGraph, share: float, how: str = "graph", seed: int = 0) -> list[LayerMask]:
     """Masks of a `share` of every layer's distracting and irrelevant parents (edges to the layer's graph
-    targets only), distracting ones first by decreasing effect (`how="graph"`); or the same number of
-    parents drawn at random among all parents (`how="random"`). Input channels are never masked."""
+    targets only), distracting ones first by decreasing effect (`how="graph"`, what the paper masks); of the
+    irrelevant parents only (`how="irrelevant"`, the literal reading: paths that do not matter); or the same number
+    of parents as `graph` drawn at random among all parents (`how="random"`). Input channels are never masked."""
     masks = []
     for i, lg in enumerate(hidden_layers(graph)):
         if not lg.targets:
             continue
-        pool = sorted(lg.distracting, key=lambda j: -lg.mean_effect[j]) + \
-            sorted(lg.irrelevant, key=lambda j: -abs(lg.mean_effect[j]))
+        irrelevant = sorted(lg.irrelevant, key=lambda j: -abs(lg.mean_effect[j]))
+        pool = sorted(lg.distracting, key=lambda j: -lg.mean_effect[j]) + irrelevant
         count = math.ceil(share * len(pool) - 1e-9)
         if how == "graph":
             chosen = pool[:count]
+        elif how == "irrelevant":
+            chosen = irrelevant[:math.ceil(share * len(irrelevant) - 1e-9)]
         elif how == "random":
             chosen = random_order(lg.n_parents, seed * 7919 + i)[:count]
         else:
-            raise ValueError(f"unknown repair mask {how!r}; use graph or random")
+            raise ValueError(f"unknown repair mask {how!r}; use one of {REPAIR_MASKS}")
         masks.append(LayerMask(lg.layer, chosen, list(lg.targets)))
     return masks
 
@@ -138,6 +144,23 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
             check_finite(logits, "logits", "masking: accuracy", labels=y[i:i + batch_size])
             correct += (logits.argmax(1) == y[i:i + batch_size]).sum().item()
     return correct / len(x)
+
+
+@torch.no_grad()
+def class_bias(model: nn.Module, x: torch.Tensor, y: torch.Tensor, c: int, batch_size: int = 1024) -> dict:
+    """How the model treats class `c` on a labelled sample of all classes: accuracy on all classes, and for `c` its
+    false-positive rate (share of the other classes' examples predicted as `c`) and precision (share of the
+    predictions of `c` that are right). A mask that raises the class accuracy by predicting `c` for everything
+    shows up here as a false-positive rate near 1 and a precision near the class's share of the sample."""
+    if len(x) == 0:
+        return {"all_accuracy": float("nan"), "false_positive_rate": float("nan"), "precision": float("nan")}
+    check_finite(x, "input values", "masking: class bias", labels=y)
+    with evaluating(model):
+        pred = torch.cat([model(x[i:i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
+    others, predicted = y != c, pred == c
+    return {"all_accuracy": float((pred == y).float().mean()),
+            "false_positive_rate": float(predicted[others].float().mean()) if others.any() else float("nan"),
+            "precision": float((y[predicted] == c).float().mean()) if predicted.any() else float("nan")}
 
 
 @torch.no_grad()
