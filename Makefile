@@ -13,7 +13,7 @@ REPAIR ?=
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup data repro test smoke
+.PHONY: setup data repro test smoke notebooks
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,3 +35,7 @@ test: setup
 
 smoke: data
 	$(BIN)/python -m causal_interp.pipeline --all --profile smoke --root .cache/smoke
+
+# notebooks/*.py (jupytext percent format) are the sources; the paired .ipynb are what papermill executes
+notebooks: setup
+	$(BIN)/jupytext --sync notebooks/*.py

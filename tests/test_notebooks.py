@@ -98,3 +98,8 @@ def test_stage_runs_with_smoke_profile(stage, smoke_run):
     widgets = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])
                if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
     assert not noise and not widgets, "progress bars and tqdm warnings stay out of the executed notebook"
+    source = (REPO / spec.notebook).with_suffix(".py").read_text()
+    pngs = [c for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])
+            if "image/png" in o.get("data", {})]
+    if "plotting.save(" in source:
+        assert pngs, "a stage that makes figures shows them in its executed notebook"

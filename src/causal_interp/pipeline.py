@@ -268,6 +268,23 @@ def _kernel_manager(socket_dir: Path):
     return IPCKernelManager
 
 
+def notebook_cells(path: str | Path) -> list[tuple[str, str, tuple]]:
+    """(cell type, source, tags) of every cell of a notebook or of its jupytext percent-format source."""
+    import jupytext
+
+    nb = jupytext.read(str(path))
+    return [(c.cell_type, c.source.strip(), tuple(c.metadata.get("tags", ()))) for c in nb.cells]
+
+
+def check_paired(notebook: Path) -> None:
+    """The executed notebook must say what its jupytext source (`notebooks/<name>.py`, the file to edit) says; a stage
+    refuses to run a notebook that has drifted from its source."""
+    source = notebook.with_suffix(".py")
+    if source.is_file() and notebook_cells(source) != notebook_cells(notebook):
+        raise config.ConfigError(f"{notebook.name} differs from its source {source.name}; after editing either one run "
+                                 f"`jupytext --sync {source}` (or `make notebooks`)")
+
+
 def run_stage(stage: str, notebook: str | Path, profile: str = "default",
               params_file: str | Path = REPO / "params.yaml", reports: str | Path = REPO / "reports",
               models: str | Path = REPO / "models", overrides: dict | None = None, show_progress: bool = False,
@@ -281,6 +298,7 @@ def run_stage(stage: str, notebook: str | Path, profile: str = "default",
         notebook = REPO / notebook
     if not notebook.is_file():
         raise FileNotFoundError(f"notebook not found: {notebook}")
+    check_paired(notebook)
     reports, models = Path(reports).resolve(), Path(models).resolve()
     if profile != "default" and (reports == (REPO / "reports").resolve() or models == (REPO / "models").resolve()):
         raise config.ConfigError(f"profile {profile!r} would overwrite the committed reports/ or models/; give --root DIR")

@@ -15,11 +15,27 @@ import seaborn as sns  # noqa: E402
 sns.set_theme(style="whitegrid", context="notebook")
 
 
-def save(fig, path: str | Path) -> Path:
+def save(fig, path: str | Path, show: bool = True) -> Path:
+    """Write `fig` as PNG, show that PNG inline when running in a notebook kernel (so the executed notebook under
+    reports/ carries the figure, byte for byte the file DVC tracks), and close the figure."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    if show and in_notebook():
+        from IPython.display import Image, display
+        display(Image(filename=str(path)))
     return path
+
+
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel (papermill's included), False in scripts and tests."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
 
 
 def learning_curves(history: list[dict], title: str = ""):

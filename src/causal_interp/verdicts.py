@@ -1,0 +1,80 @@
+"""One wording per claim: each verdict states the claim, the protocol, the number, its interval and the criterion.
+
+The notebooks, their `summary/*.json` rows and the README quote `Verdict.sentence()` and `Verdict.outcome`, so one claim
+is never worded two ways. Intervals are bootstrap 95% intervals of the median (`evaluation.median_ci`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+CLAIMS = {
+    "le": "the causal maps have the lowest Local Lipschitz Estimate (LE, lower is more stable) by a wide margin",
+    "irof": "the causal maps' IROF is the best or on par with the best method (higher is more faithful)",
+}
+CRITERIA = {
+    "le": "holds when the causal median is the lowest and its 95% interval lies entirely below every other method's; "
+          "otherwise it does not hold",
+    "irof": "holds when the causal median is the highest; does not hold when the causal 95% interval lies entirely below "
+            "the best other method's; otherwise not resolved (the intervals overlap at this number of examples)",
+}
+HOLDS, FAILS, UNRESOLVED = "holds", "does not hold", "not resolved"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    claim: str        # key of CLAIMS
+    protocol: str     # e.g. "fair protocol", "uniform normalisation", "authors' protocol"
+    number: str       # the causal number with its interval, and the best other method's
+    outcome: str      # HOLDS, FAILS or UNRESOLVED
+    detail: str = ""  # what decided it, in words
+
+    @property
+    def holds(self) -> bool:
+        return self.outcome == HOLDS
+
+    def sentence(self) -> str:
+        """The verdict as one Markdown sentence, the same wherever it is shown."""
+        return (f"Claim \"{CLAIMS[self.claim]}\", {self.protocol}: {self.number}. **{self.outcome}**"
+                + (f" ({self.detail})" if self.detail else "") + f". Criterion: {CRITERIA[self.claim]}.")
+
+
+def _fmt(name: str, s: tuple) -> str:
+    return f"{name} {s[0]:.3g} [{s[1]:.3g}, {s[2]:.3g}]"
+
+
+def le_verdict(summary: dict[str, tuple], protocol: str) -> Verdict:
+    """Paper (fig. 8): lowest LE by a wide margin. `summary`: {method: (median, ci_low, ci_high)}, "Causal" among them."""
+    causal = summary["Causal"]
+    others = {m: s for m, s in summary.items() if m != "Causal"}
+    best = min(others, key=lambda m: others[m][0])
+    rank = 1 + sum(s[0] < causal[0] for s in others.values())
+    lowest = rank == 1
+    clear = all(causal[2] < s[1] for s in others.values())
+    below = [m for m, s in others.items() if s[2] < causal[1]]        # methods clearly more stable than the causal maps
+    if lowest and clear:
+        detail = f"lowest, interval clear of every other method; {_fmt(best, others[best])} is {others[best][0] / causal[0]:.2g}x higher"
+    elif lowest:
+        overlapping = [m for m, s in others.items() if s[1] <= causal[2]]
+        detail = f"lowest median, but its interval overlaps {', '.join(overlapping)}'s: no wide margin"
+    else:
+        detail = (f"rank {rank} of {len(summary)}; " + (f"{', '.join(below)} lower with separate intervals" if below else
+                                                      f"{best} lower, intervals overlap"))
+    return Verdict("le", protocol, f"causal LE median {_fmt('', causal).strip()}, best other {_fmt(best, others[best])}",
+                   HOLDS if lowest and clear else FAILS, detail)
+
+
+def irof_verdict(summary: dict[str, tuple], protocol: str, n: int | None = None) -> Verdict:
+    """Paper (fig. 8): IROF of the causal maps best or on par. Three outcomes, see CRITERIA["irof"]."""
+    causal = summary["Causal"]
+    others = {m: s for m, s in summary.items() if m != "Causal"}
+    best = max(others, key=lambda m: others[m][0])
+    rank = 1 + sum(s[0] > causal[0] for s in others.values())
+    if rank == 1:
+        outcome, detail = HOLDS, "highest median"
+    elif causal[2] < others[best][1]:
+        outcome, detail = FAILS, f"rank {rank} of {len(summary)}, interval entirely below {best}'s"
+    else:
+        outcome = UNRESOLVED
+        detail = f"rank {rank} of {len(summary)}, interval overlaps {best}'s" + (f" with {n} examples" if n else "")
+    return Verdict("irof", protocol, f"causal IROF median {_fmt('', causal).strip()}, best other {_fmt(best, others[best])}",
+                   outcome, detail)

@@ -1,0 +1,70 @@
+"""Notebook sources: every stage notebook has a jupytext source that says the same, and every engine module a
+notebook uses (directly or through other modules) is a DVC dependency of the stages that run it."""
+import ast
+from pathlib import Path
+
+import pytest
+
+from causal_interp import config, pipeline
+
+from .conftest import REPO
+
+STAGES = [s for s in pipeline.dvc_stages(REPO) if s.notebook]
+NOTEBOOKS = sorted({s.notebook for s in STAGES})
+PACKAGE = REPO / "src" / "causal_interp"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_every_stage_notebook_has_a_source_that_says_the_same(notebook):
+    source = (REPO / notebook).with_suffix(".py")
+    assert source.is_file(), f"{notebook} has no jupytext source"
+    cells = pipeline.notebook_cells(source)
+    assert cells == pipeline.notebook_cells(REPO / notebook)
+    assert [c for c in cells if "parameters" in c[2]], "papermill needs a cell tagged parameters"
+
+
+def test_a_drifted_notebook_is_refused_before_it_runs(tmp_path):
+    import jupytext
+
+    source = tmp_path / "nb.py"
+    source.write_text("# %% [markdown]\n# # Title\n\n# %% tags=[\"parameters\"]\nx = 1\n\n# %%\nprint(x)\n")
+    notebook = tmp_path / "nb.ipynb"
+    jupytext.write(jupytext.read(source), notebook)
+    pipeline.check_paired(notebook)
+    source.write_text(source.read_text().replace("print(x)", "print(x + 1)"))
+    with pytest.raises(config.ConfigError, match="nb.ipynb differs from its source nb.py; .*jupytext --sync"):
+        pipeline.check_paired(notebook)
+
+
+def imported_modules(tree: ast.Module, nested: bool = True) -> set[str]:
+    """causal_interp modules named by `from causal_interp import a, b`, `from .a import x`, `from . import a`;
+    with nested=False only the module-level imports."""
+    names = set()
+    for node in (ast.walk(tree) if nested else tree.body):
+        if isinstance(node, ast.ImportFrom):
+            if node.module == "causal_interp" or (node.level == 1 and node.module is None):
+                names |= {a.name for a in node.names}
+            elif node.level == 1 and node.module:
+                names.add(node.module.split(".")[0])
+            elif node.module and node.module.startswith("causal_interp."):
+                names.add(node.module.split(".")[1])
+    return {n for n in names if (PACKAGE / f"{n}.py").is_file()}
+
+
+def closure(modules: set[str]) -> set[str]:
+    todo, seen = list(modules), set()
+    while todo:
+        m = todo.pop()
+        if m not in seen:
+            seen.add(m)
+            # pipeline imports every config dataclass inside functions to validate params.yaml: not what a stage computes
+            todo += imported_modules(ast.parse((PACKAGE / f"{m}.py").read_text()), nested=m != "pipeline") | (
+                {"progress"} if m == "pipeline" else set())
+    return seen
+
+
+@pytest.mark.parametrize("stage", STAGES, ids=lambda s: s.name)
+def test_every_module_a_stage_uses_is_its_dependency(stage):
+    used = closure(imported_modules(ast.parse(Path(REPO / stage.notebook).with_suffix(".py").read_text())) | {"pipeline"})
+    missing = sorted(f"src/causal_interp/{m}.py" for m in used if f"src/causal_interp/{m}.py" not in stage.deps)
+    assert not missing, f"{stage.name} uses {missing} but dvc.yaml does not list them as deps"

@@ -1,0 +1,36 @@
+"""One wording per claim: the LE and IROF verdicts and their criteria on hand-made medians and intervals."""
+import matplotlib.pyplot as plt
+
+from causal_interp import plotting, verdicts
+
+
+def test_le_holds_only_when_lowest_and_clear_of_every_other_interval():
+    clear = {"Causal": (0.1, 0.09, 0.11), "IG": (0.4, 0.35, 0.45), "RISE": (0.3, 0.2, 0.5)}
+    v = verdicts.le_verdict(clear, "fair protocol")
+    assert v.holds and v.outcome == "holds" and "3x higher" in v.detail
+    overlap = {**clear, "RISE": (0.2, 0.105, 0.3)}
+    v = verdicts.le_verdict(overlap, "fair protocol")
+    assert v.outcome == "does not hold" and "overlaps RISE" in v.detail
+    beaten = {**clear, "RISE": (0.0075, 0.0062, 0.0088)}      # clearly lower: not "intervals overlap"
+    v = verdicts.le_verdict(beaten, "fair protocol")
+    assert v.outcome == "does not hold" and v.detail == "rank 2 of 3; RISE lower with separate intervals"
+    s = v.sentence()
+    assert s.startswith('Claim "the causal maps have the lowest Local Lipschitz Estimate') and "fair protocol" in s
+    assert "causal LE median 0.1 [0.09, 0.11], best other RISE 0.0075 [0.0062, 0.0088]" in s and "Criterion:" in s
+
+
+def test_irof_has_three_outcomes_and_never_calls_last_place_on_par():
+    best = {"Causal": (40, 35, 45), "MWP": (30, 25, 35)}
+    assert verdicts.irof_verdict(best, "p").outcome == "holds"
+    below = {"Causal": (20, 15, 24), "MWP": (30, 25, 35)}
+    assert verdicts.irof_verdict(below, "p").outcome == "does not hold"
+    last_but_wide = {"Causal": (20, 5, 40), "MWP": (30, 10, 50), "IG": (25, 10, 45)}
+    v = verdicts.irof_verdict(last_but_wide, "p", n=8)
+    assert v.outcome == "not resolved" and v.detail == "rank 3 of 3, interval overlaps MWP's with 8 examples"
+
+
+def test_save_writes_the_png_and_closes_the_figure(tmp_path):
+    fig, ax = plt.subplots()
+    ax.plot([0, 1])
+    path = plotting.save(fig, tmp_path / "a" / "f.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not plt.fignum_exists(fig.number)
