@@ -44,7 +44,7 @@ import seaborn as sns
 import torch
 from IPython.display import Markdown, display
 
-from causal_interp import config, masking, pipeline, plotting, training
+from causal_interp import config, masking, pipeline, plotting, training, verdicts
 from causal_interp.progress import progress
 
 cfg = config.from_dict(masking.MaskingConfig, params[stage], stage)
@@ -109,14 +109,12 @@ for m in setups:
                             "per_class_critical": per_class.round(4).to_dict(orient="index")}
     if small:
         s = max(small)
-        drastic = at20["critical"] < 0.5 * base and at20["critical"] < min(at20["random"], at20["magnitude"]) - 0.1
+        v = verdicts.fidelity_verdict(float(base), at20, s, f"{m}, graphs of the {cfg.graph_test} test, evaluation half")
+        metrics["models"][m]["verdict"] = v.outcome
         headline[m] = {"what": f"{m}: class accuracy, top {s:.0%} critical neurons masked (unmasked {base:.2f}, random "
                               f"{at20['random']:.2f}, magnitude {at20['magnitude']:.2f})", "ours": at20["critical"],
-                      "verdict": "drastic drop holds" if drastic else "drastic drop does NOT hold"}
-        lines.append(f"* **{m}**: unmasked class accuracy {base:.3f}. Masking the top {s:.0%} critical neurons of every layer gives "
-                     f"**{at20['critical']:.3f}**, against {at20['random']:.3f} (random) and {at20['magnitude']:.3f} (weight magnitude). "
-                     f"Paper's drastic drop below 20%: {'holds' if drastic else 'does NOT hold'} here "
-                     f"(criterion: below half the unmasked accuracy and 0.1 below both baselines).")
+                      "verdict": v.outcome}
+        lines.append(f"* **{m}**: {v.sentence()}")
 (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
 pipeline.write_summary(out, headline)
 display(Markdown("\n".join(lines)))

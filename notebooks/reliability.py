@@ -44,7 +44,7 @@ import seaborn as sns
 import torch
 from IPython.display import Markdown, display
 
-from causal_interp import config, data, discovery, models, pipeline, plotting, reliability, training
+from causal_interp import config, data, discovery, models, pipeline, plotting, reliability, training, verdicts
 from causal_interp.discovery import ClassGraph
 
 cfg = config.from_dict(reliability.ReliabilityConfig, params[stage], stage)
@@ -150,14 +150,14 @@ for m in results:
         "mean_rate_b_le_0.1": float(low_b), "mean_rate_b_ge_0.4": float(high_b),
         "soft_only_nodes_per_class_and_layer": float(t.soft_only_nodes.mean()),
     }
-    holds = pooled >= 0.98
+    v = verdicts.reliability_verdict(pooled, f"{m}, {int(t.runs.iloc[0])} soft runs per class, classes "
+                                             f"{sorted(t['class'].unique().tolist())}, layers {list(t.layer.unique())}")
+    metrics["models"][m]["verdict"] = v.outcome
     headline[m] = {"what": f"{m}: share of hard-graph nodes necessary in every soft run", "ours": pooled, "paper": 0.98,
-                  "verdict": "98-100% holds" if holds else "98-100% does NOT hold"}
-    lines.append(f"* **{m}** ({int(t.runs.iloc[0])} runs per class, classes {sorted(t['class'].unique().tolist())}, "
-                 f"layers {list(t.layer.unique())}): **{pooled:.1%}** of the hard-graph nodes appear in every run "
-                 f"(paper: 98-100%: {'holds' if holds else 'does NOT hold'} here). Mean appearance rate "
-                 f"{low_b:.3f} for b <= 0.1 and {high_b:.3f} for b >= 0.4; on average {t.soft_only_nodes.mean():.1f} "
-                 f"nodes per class and layer are necessary only under soft interventions. Time: {timing[m] / 60:.1f} min.")
+                  "verdict": v.outcome}
+    lines.append(f"* **{m}**: {v.sentence()} Mean appearance rate {low_b:.3f} for b <= 0.1 and {high_b:.3f} for b >= 0.4; "
+                 f"on average {t.soft_only_nodes.mean():.1f} nodes per class and layer are necessary only under soft "
+                 f"interventions. Time: {timing[m] / 60:.1f} min.")
 (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
 pipeline.write_summary(out, headline)
 display(Markdown("\n".join(lines)))

@@ -52,7 +52,7 @@ import seaborn as sns
 import torch
 from IPython.display import Markdown, display
 
-from causal_interp import config, masking, pipeline, plotting, training
+from causal_interp import config, masking, pipeline, plotting, training, verdicts
 from causal_interp.progress import progress
 
 cfg = config.from_dict(masking.MaskingConfig, params[stage], stage)
@@ -160,9 +160,10 @@ for m in setups:
                                  "false_positive_rate": {str(s): float(v) for s, v in bias.false_positive_rate.items()},
                                  "precision": {str(s): float(v) for s, v in bias.precision.items()},
                                  "irrelevant_only": lit.round(4).to_dict(orient="index"), "bias_towards_the_class": biased})
-    verdict = ("repair holds" if len(repaired) else
-               "class accuracy rises as the paper reports; it is bias towards the class, not repair" if class_up and biased
-               else "repair does NOT hold")
+    v = verdicts.repair_verdict(gr.class_accuracy, gr.all_accuracy, bias.false_positive_rate,
+                                f"{m}, graphs of the {cfg.graph_test} test, evaluation half")
+    verdict = v.outcome
+    metrics["models"][m]["verdict"] = verdict
     headline[f"{m}-class"] = {"what": f"{m}: class accuracy, every distracting/irrelevant path masked (unmasked "
                                      f"{g0.class_accuracy:.3f})", "ours": gr.class_accuracy.iloc[-1], "verdict": verdict}
     headline[f"{m}-all-classes"] = {"what": f"{m}: all-class accuracy, same masks (unmasked {g0.all_accuracy:.3f})",
@@ -170,10 +171,8 @@ for m in setups:
     headline[f"{m}-false-positive-rate"] = {"what": f"{m}: the class's false-positive rate, same masks (unmasked "
                                                     f"{bias.false_positive_rate.iloc[0]:.3f})",
                                             "ours": bias.false_positive_rate.iloc[-1], "verdict": verdict}
-    lines.append(f"* **{m}: {verdict}.** Masking every distracting/irrelevant path: class accuracy {g0.class_accuracy:.3f} -> "
-                 f"{gr.class_accuracy.iloc[-1]:.3f}, the class's false-positive rate {bias.false_positive_rate.iloc[0]:.3f} -> "
-                 f"{bias.false_positive_rate.iloc[-1]:.3f}, its precision {bias.precision.iloc[0]:.3f} -> {bias.precision.iloc[-1]:.3f}, "
-                 f"all-class accuracy {g0.all_accuracy:.3f} -> {gr.all_accuracy.iloc[-1]:.3f}. Irrelevant paths only (the literal "
+    lines.append(f"* **{m}**: {v.sentence()} The class's precision {bias.precision.iloc[0]:.3f} -> {bias.precision.iloc[-1]:.3f}. "
+                 f"Irrelevant paths only (the literal "
                  f"reading): class accuracy {lit.class_accuracy.iloc[-1]:.3f}, false-positive rate {lit.false_positive_rate.iloc[-1]:.3f}, "
                  f"all-class accuracy {lit.all_accuracy.iloc[-1]:.3f}.")
     lines.append(f"  Details: unmasked class accuracy {g0.class_accuracy:.4f} (all classes {g0.all_accuracy:.4f}). The best share "

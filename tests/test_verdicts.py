@@ -34,3 +34,16 @@ def test_save_writes_the_png_and_closes_the_figure(tmp_path):
     ax.plot([0, 1])
     path = plotting.save(fig, tmp_path / "a" / "f.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not plt.fignum_exists(fig.number)
+
+
+def test_reliability_fidelity_and_repair_verdicts_follow_their_stated_criteria():
+    assert verdicts.reliability_verdict(0.985, "p").holds and not verdicts.reliability_verdict(0.9, "p").holds
+    assert "98.5% of the hard-graph nodes in every run" in verdicts.reliability_verdict(0.985, "p").sentence()
+    drastic = verdicts.fidelity_verdict(0.9, {"critical": 0.2, "random": 0.8, "magnitude": 0.7}, 0.2, "p")
+    close_to_random = verdicts.fidelity_verdict(0.9, {"critical": 0.2, "random": 0.25, "magnitude": 0.7}, 0.2, "p")
+    assert drastic.holds and close_to_random.outcome == "does not hold"
+    # shares 0, 0.5, 1: class accuracy rises; all-class accuracy kept at 0.5 -> repair
+    assert verdicts.repair_verdict([0.8, 0.9, 0.95], [0.9, 0.9, 0.7], [0.01, 0.02, 0.2], "p").holds
+    biased = verdicts.repair_verdict([0.8, 0.9, 0.95], [0.9, 0.8, 0.7], [0.01, 0.05, 0.2], "p")
+    assert biased.outcome == verdicts.BIAS and "false-positive rate 0.010 -> 0.200" in biased.sentence()
+    assert verdicts.repair_verdict([0.8, 0.7, 0.6], [0.9, 0.8, 0.7], [0.01, 0.05, 0.2], "p").outcome == "does not hold"

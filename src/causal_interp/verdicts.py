@@ -10,14 +10,25 @@ from dataclasses import dataclass
 CLAIMS = {
     "le": "the causal maps have the lowest Local Lipschitz Estimate (LE, lower is more stable) by a wide margin",
     "irof": "the causal maps' IROF is the best or on par with the best method (higher is more faithful)",
+    "reliability": "98-100% of the hard-intervention graph's nodes are necessary in every soft-intervention run (fig. 7)",
+    "fidelity": "masking the top critical neurons of every layer (20% or less) drops class accuracy drastically (fig. 10)",
+    "repair": "masking distracting and irrelevant paths at inference improves accuracy (fig. 11)",
 }
 CRITERIA = {
     "le": "holds when the causal median is the lowest and its 95% interval lies entirely below every other method's; "
           "otherwise it does not hold",
     "irof": "holds when the causal median is the highest; does not hold when the causal 95% interval lies entirely below "
             "the best other method's; otherwise not resolved (the intervals overlap at this number of examples)",
+    "reliability": "holds when at least 98% of the hard-graph nodes, pooled over classes and layers, are necessary in "
+                   "every run",
+    "fidelity": "holds when, at the largest share of at most 20%, the class accuracy is below half the unmasked accuracy "
+                "and at least 0.1 below both the random and the weight-magnitude rankings",
+    "repair": "holds when at some share the class accuracy rises by more than 0.005 while the all-class accuracy stays "
+              "within 0.005; when the class accuracy rises but the class's false-positive rate rises by more than 0.05, "
+              "the rise is bias towards the class; otherwise it does not hold",
 }
 HOLDS, FAILS, UNRESOLVED = "holds", "does not hold", "not resolved"
+BIAS = "class accuracy rises as the paper reports; it is bias towards the class, not repair"
 
 
 @dataclass(frozen=True)
@@ -78,3 +89,31 @@ def irof_verdict(summary: dict[str, tuple], protocol: str, n: int | None = None)
         detail = f"rank {rank} of {len(summary)}, interval overlaps {best}'s" + (f" with {n} examples" if n else "")
     return Verdict("irof", protocol, f"causal IROF median {_fmt('', causal).strip()}, best other {_fmt(best, others[best])}",
                    outcome, detail)
+
+
+def reliability_verdict(share_in_every_run: float, protocol: str) -> Verdict:
+    """Fig. 7. `share_in_every_run`: the hard-graph nodes necessary in every soft run, pooled over classes and layers."""
+    return Verdict("reliability", protocol, f"{share_in_every_run:.1%} of the hard-graph nodes in every run (paper 98-100%)",
+                   HOLDS if share_in_every_run >= 0.98 else FAILS)
+
+
+def fidelity_verdict(unmasked: float, at_share: dict[str, float], share: float, protocol: str) -> Verdict:
+    """Fig. 10. `at_share`: mean class accuracy at `share` masked, per ranking ("critical", "random", "magnitude")."""
+    critical, others = at_share["critical"], min(at_share["random"], at_share["magnitude"])
+    drastic = critical < 0.5 * unmasked and critical < others - 0.1
+    return Verdict("fidelity", protocol,
+                   f"class accuracy {critical:.3f} with the top {share:.0%} critical neurons masked (unmasked {unmasked:.3f}, "
+                   f"random {at_share['random']:.3f}, weight magnitude {at_share['magnitude']:.3f})", HOLDS if drastic else FAILS)
+
+
+def repair_verdict(class_accuracy, all_accuracy, false_positive_rate, protocol: str) -> Verdict:
+    """Fig. 11. Each argument: a sequence over the masked shares in increasing order, the first one unmasked (share 0);
+    means over classes of the graph masks."""
+    c, a, f = (list(map(float, v)) for v in (class_accuracy, all_accuracy, false_positive_rate))
+    rises = [i for i in range(1, len(c)) if c[i] > c[0] + 0.005]
+    repaired = [i for i in rises if a[i] >= a[0] - 0.005]
+    biased = f[-1] > f[0] + 0.05
+    outcome = HOLDS if repaired else BIAS if rises and biased else FAILS
+    return Verdict("repair", protocol,
+                   f"every distracting/irrelevant path masked: class accuracy {c[0]:.3f} -> {c[-1]:.3f}, the class's "
+                   f"false-positive rate {f[0]:.3f} -> {f[-1]:.3f}, all-class accuracy {a[0]:.3f} -> {a[-1]:.3f}", outcome)
