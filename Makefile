@@ -13,7 +13,7 @@ REPAIR ?=
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup data repro test smoke notebooks
+.PHONY: setup data repro test test-book smoke notebooks
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,7 +31,13 @@ repro: data
 	$(BIN)/dvc repro
 
 test: setup
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not browser"
+
+# the HTML book in headless Chromium (Debian's package; installed here when missing and run as root)
+test-book: setup
+	command -v chromium >/dev/null || { test "$$(id -u)" = 0 && apt-get install -y -q chromium; } || \
+	  { echo "make test-book needs chromium: sudo apt-get install chromium"; exit 1; }
+	$(BIN)/python -m pytest -q -m browser tests/test_book.py
 
 smoke: data
 	$(BIN)/python -m causal_interp.pipeline --all --profile smoke --root .cache/smoke

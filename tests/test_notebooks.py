@@ -103,3 +103,14 @@ def test_stage_runs_with_smoke_profile(stage, smoke_run):
             if "image/png" in o.get("data", {})]
     if "plotting.save(" in source:
         assert pngs, "a stage that makes figures shows them in its executed notebook"
+
+
+@pytest.mark.notebooks
+def test_the_book_builds_from_the_smoke_reports(smoke_run):
+    from causal_interp import book
+
+    root, results = smoke_run
+    site = book.build(root / "reports", root / "book")
+    index = (site / "index.html").read_text()
+    done = [s.section for s in NOTEBOOK_STAGES if not isinstance(results[s.name], Exception)]
+    assert all((site / f"{s}.html").is_file() for s in done) and "figure 7" in index and "http://" not in index

@@ -1,0 +1,151 @@
+"""The offline HTML book of the report (`dvc repro report`, then open reports/book/index.html).
+
+MkDocs with mkdocs-jupyter renders every executed stage notebook under reports/ as one page, and an index page has one
+row per figure of the paper (3-11): a thumbnail, the paper's claim, our numbers with their verdicts (the stages'
+`summary/*.json` rows, the same words the notebooks print) and links to the notebooks. The site works from the file
+system with no network: no search (its index is fetched by script, which browsers refuse on file://), no highlight.js
+from a CDN (mkdocs-jupyter highlights code itself), and notebook figures embedded as data URIs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .pipeline import REPO, ROOT_ENV, RUN_ALL_ENV, dvc_stages
+
+
+@dataclass(frozen=True)
+class PaperFigure:
+    number: int
+    claim: str                  # what the paper shows or claims with it
+    stages: tuple[str, ...]     # the stages (params sections) that make it, the first one gives the thumbnail
+    thumbnail: str              # file name pattern under reports/<first stage>/figures/
+
+
+FIGURES = (
+    PaperFigure(3, "Removing a node's edges moves the class logit; the distribution over examples, per layer (LeNet/MNIST).",
+                ("discover_graphs", "arch_graphs"), "fig3_effects_train_lenet.png"),
+    PaperFigure(4, "The causal graph of digit 3: necessary (red) and distracting nodes, layer by layer.",
+                ("discover_graphs", "arch_graphs"), "fig4_graph_train_lenet_*.png"),
+    PaperFigure(5, "Causal responses of the graph's nodes, up to conv2, locate the digit's strokes.",
+                ("discover_graphs", "arch_graphs"), "fig5_maps_train_lenet.png"),
+    PaperFigure(6, "ResNet18: the response to each relevant node's top-1 filter; its local maxima mark object parts.",
+                ("discover_graphs", "arch_graphs"), "fig6_top_filter_finetune_cifar10.png"),
+    PaperFigure(7, "Reliability: 98-100% of the hard-intervention graph's nodes reappear in every one of 1000 soft runs.",
+                ("reliability",), "fig7_rates_*.png"),
+    PaperFigure(8, "LeNet and ResNet18: the causal maps have the lowest LE by a wide margin; IROF best or on par with MWP.",
+                ("evaluate_explanations", "authors_protocol"), "fig8_train_lenet_uniform.png"),
+    PaperFigure(9, "Four ImageNet architectures: the same two metrics, the same claims.",
+                ("arch_evaluate",), "fig9_arch_resnet18_uniform.png"),
+    PaperFigure(10, "Fidelity: masking the top-k% critical neurons of every layer drops accuracy drastically below 20%.",
+                ("fidelity", "arch_fidelity"), "fig10_fidelity_*.png"),
+    PaperFigure(11, "Repair: masking a growing share of irrelevant/distracting weights at inference improves accuracy.",
+                ("repair", "arch_repair"), "fig11_repair_*.png"),
+)
+
+
+def summary_rows(reports: Path, stage: str) -> list[dict]:
+    """The stage's headline rows (pipeline.write_summary), in file-name order."""
+    return [json.loads(p.read_text()) for p in sorted((reports / stage / "summary").glob("*.json"))]
+
+
+def _number(v) -> str:
+    return "" if v is None else f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def row_text(row: dict) -> str:
+    """One summary row in words: what, ours (paper), verdict."""
+    text = f"{row['what']}: **{_number(row['ours'])}**"
+    if row.get("paper") is not None:
+        text += f" (paper {_number(row['paper'])})"
+    if row.get("verdict"):
+        text += f": {row['verdict']}"
+    return text.replace("|", "\\|")
+
+
+def index_page(reports: Path, pages: dict[str, str]) -> str:
+    """Markdown of the index: one table row per paper figure. `pages`: stage -> page file of its notebook."""
+    lines = ["# Causal Analysis for Robust Interpretability of Neural Networks: the replication report", "",
+             "One row per figure of the paper. *Our numbers* are each stage's headline rows (`summary/*.json`, also what "
+             "`dvc metrics show` prints); every verdict is worded as in the stage's notebook, which shows the figure, the "
+             "protocol and the criterion. Thumbnails come from the first stage named.", "",
+             "| figure | | the paper | our numbers and verdicts | notebooks |", "|---|---|---|---|---|"]
+    for fig in FIGURES:
+        first = fig.stages[0]
+        thumbs = sorted((reports / first / "figures").glob(fig.thumbnail))
+        thumb = f"[![figure {fig.number}](figures/{first}/{thumbs[0].name}){{ width=220 }}]({pages[first]})" if (
+            thumbs and first in pages) else "(not run)"
+        rows = [f"`{s}`: {row_text(r)}" for s in fig.stages for r in summary_rows(reports, s)]
+        links = ", ".join(f"[{s}]({pages[s]})" for s in fig.stages if s in pages) or "(not run)"
+        lines.append(f"| {fig.number} | {thumb} | {fig.claim} | {'<br>'.join(rows) or '(no summary)'} | {links} |")
+    other = [s for s in pages if not any(s in f.stages for f in FIGURES)]
+    lines += ["", "## The other stages", ""] + [f"* [{s}]({pages[s]})" for s in other]
+    return "\n".join(lines) + "\n"
+
+
+def build(reports: str | Path = REPO / "reports", out: str | Path | None = None, root: str | Path = REPO) -> Path:
+    """Build the site into `out` (default reports/book), replacing it only when the build has succeeded."""
+    from mkdocs.commands.build import build as mkdocs_build
+    from mkdocs.config import load_config
+
+    reports = Path(reports).resolve()
+    out = Path(out).resolve() if out else reports / "book"
+    sections = [s.section for s in dvc_stages(root) if s.notebook]
+    missing = [s for s in sections if not (reports / s / f"{s}.ipynb").is_file()]
+    if missing:
+        print(f"book: no executed notebook yet for {missing}; they are left out (dvc repro runs them first)")
+    with tempfile.TemporaryDirectory(prefix="book-") as tmp:
+        docs, site = Path(tmp) / "docs", Path(tmp) / "site"
+        docs.mkdir()
+        pages = {}
+        for s in sections:
+            if s in missing:
+                continue
+            shutil.copy(reports / s / f"{s}.ipynb", docs / f"{s}.ipynb")
+            pages[s] = f"{s}.ipynb"     # mkdocs rewrites a link to a page source into the page's URL
+        for fig in FIGURES:                                 # the notebooks embed their figures; only thumbnails are files
+            first = fig.stages[0]
+            for thumb in sorted((reports / first / "figures").glob(fig.thumbnail))[:1]:
+                (docs / "figures" / first).mkdir(parents=True, exist_ok=True)
+                shutil.copy(thumb, docs / "figures" / first / thumb.name)
+        (docs / "index.md").write_text(index_page(reports, pages))
+        nav = [{"Figures of the paper": "index.md"}] + [{s: f"{s}.ipynb"} for s in pages]
+        cfg = {"site_name": "Causal analysis: replication report", "docs_dir": str(docs), "site_dir": str(site),
+               "use_directory_urls": False, "nav": nav, "markdown_extensions": ["tables", "attr_list"],
+               "theme": {"name": "readthedocs", "highlightjs": False},
+               "plugins": [{"mkdocs-jupyter": {"include_requirejs": False, "ignore_h1_titles": False}}]}
+        config_file = Path(tmp) / "mkdocs.yml"
+        config_file.write_text(json.dumps(cfg))            # JSON is YAML
+        os.environ.setdefault("NO_MKDOCS_2_WARNING", "1")
+        mkdocs_build(load_config(str(config_file)))
+        for extra in ("sitemap.xml", "sitemap.xml.gz", "404.html"):     # for web servers only
+            (site / extra).unlink(missing_ok=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        old = out.with_name(f".{out.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        if out.exists():
+            os.replace(out, old)
+        shutil.move(str(site), str(out))
+        shutil.rmtree(old, ignore_errors=True)
+    print(f"book: {len(pages)} notebooks; open {out / 'index.html'}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m causal_interp.book", description=__doc__.splitlines()[0])
+    root = Path(os.environ[ROOT_ENV]) if os.environ.get(RUN_ALL_ENV) == "1" and ROOT_ENV in os.environ else REPO
+    parser.add_argument("--reports", default=str(root / "reports"), help="the reports folder (default: reports/)")
+    parser.add_argument("--out", default=None, help="where the site goes (default: <reports>/book)")
+    args = parser.parse_args(argv)
+    build(args.reports, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

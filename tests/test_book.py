@@ -1,0 +1,75 @@
+"""The offline HTML book: the index page from summary rows (fast), and the built site in a real headless browser
+(`make test-book`: every page loads from the file system with no network request, every image decodes, no console
+error, every link of the index resolves)."""
+import json
+import os
+import shutil
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+from causal_interp import book
+
+from .conftest import REPO
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def fake_reports(tmp_path: Path) -> Path:
+    reports = tmp_path / "reports"
+    (reports / "reliability" / "figures").mkdir(parents=True)
+    (reports / "reliability" / "figures" / "fig7_rates_train_lenet.png").write_bytes(b"png")
+    (reports / "reliability" / "summary").mkdir()
+    (reports / "reliability" / "summary" / "a.json").write_text(json.dumps(
+        {"what": "share of nodes in every run | all", "ours": 0.61234, "paper": 0.98, "verdict": "does not hold"}))
+    return reports
+
+
+def test_the_index_has_one_row_per_paper_figure_with_our_numbers_and_verdicts(tmp_path):
+    page = book.index_page(fake_reports(tmp_path), {"reliability": "reliability.ipynb"})
+    rows = [line for line in page.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert [int(r.split("|")[1]) for r in rows] == list(range(3, 12))
+    fig7 = next(r for r in rows if r.startswith("| 7 "))
+    assert "[![figure 7](figures/reliability/fig7_rates_train_lenet.png){ width=220 }](reliability.ipynb)" in fig7
+    assert "`reliability`: share of nodes in every run \\| all: **0.612** (paper 0.98): does not hold" in fig7
+    assert next(r for r in rows if r.startswith("| 10 ")).count("(not run)") == 2
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM, reason="needs Debian's chromium: make test-book installs it")
+def test_the_built_book_works_offline_in_a_headless_browser(tmp_path):
+    """Built from the committed reports, then opened page by page from file:// with every other request refused."""
+    from playwright.sync_api import sync_playwright
+
+    site = book.build(REPO / "reports", tmp_path / "book")
+    pages = sorted(site.glob("*.html"))
+    assert (site / "index.html") in pages and len(pages) > 5
+    problems = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"] if os.geteuid() == 0 else [])
+        page = browser.new_page()
+        page.on("console", lambda m: m.type == "error" and problems.append(f"{page.url}: console: {m.text}"))
+        page.on("pageerror", lambda e: problems.append(f"{page.url}: script error: {e}"))
+        external = []
+
+        def route(r):
+            if urlparse(r.request.url).scheme in ("file", "data", "blob"):
+                return r.continue_()
+            external.append(r.request.url)
+            return r.abort()
+
+        page.route("**/*", route)
+        for html in pages:
+            page.goto(html.as_uri(), wait_until="load")
+            broken = page.evaluate("""() => [...document.images]
+                .filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src.slice(0, 80))""")
+            problems += [f"{html.name}: image does not decode: {b}" for b in broken]
+        page.goto((site / "index.html").as_uri())
+        links = page.evaluate("() => [...document.querySelectorAll('a[href]')].map(a => a.href)")
+        browser.close()
+    local = {urlparse(u).path for u in links if urlparse(u).scheme == "file"}
+    problems += [f"index links to a missing file {p}" for p in local if not Path(p).exists()]
+    problems += [f"network request: {u}" for u in external]
+    assert not problems, "\n".join(problems[:20])
+    assert sum(Path(p).name != "index.html" for p in local) >= len(book.FIGURES)
