@@ -73,3 +73,11 @@ def test_the_built_book_works_offline_in_a_headless_browser(tmp_path):
     problems += [f"network request: {u}" for u in external]
     assert not problems, "\n".join(problems[:20])
     assert sum(Path(p).name != "index.html" for p in local) >= len(book.FIGURES)
+
+
+def test_a_stage_pattern_takes_only_the_matching_summary_rows(tmp_path):
+    reports = fake_reports(tmp_path)
+    (reports / "reliability" / "summary" / "fig8-kit.json").write_text(json.dumps(
+        {"what": "LE", "ours": 0.5, "paper": None, "verdict": "holds for every seed"}))
+    assert [r["what"] for r in book.summary_rows(reports, "reliability:fig8-*")] == ["LE"]
+    assert len(book.summary_rows(reports, "reliability")) == 2

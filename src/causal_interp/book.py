@@ -24,7 +24,8 @@ from .pipeline import REPO, ROOT_ENV, RUN_ALL_ENV, dvc_stages
 class PaperFigure:
     number: int
     claim: str                  # what the paper shows or claims with it
-    stages: tuple[str, ...]     # the stages (params sections) that make it, the first one gives the thumbnail
+    stages: tuple[str, ...]     # the stages (params sections) that make it, the first one gives the thumbnail;
+                                # "stage:pattern" takes only that stage's summary rows whose file name matches
     thumbnail: str              # file name pattern under reports/<first stage>/figures/
 
 
@@ -38,21 +39,22 @@ FIGURES = (
     PaperFigure(6, "ResNet18: the response to each relevant node's top-1 filter; its local maxima mark object parts.",
                 ("discover_graphs", "arch_graphs"), "fig6_top_filter_finetune_cifar10.png"),
     PaperFigure(7, "Reliability: 98-100% of the hard-intervention graph's nodes reappear in every one of 1000 soft runs.",
-                ("reliability",), "fig7_rates_*.png"),
+                ("reliability", "lenet_verdicts:fig7-*"), "fig7_rates_*.png"),
     PaperFigure(8, "LeNet and ResNet18: the causal maps have the lowest LE by a wide margin; IROF best or on par with MWP.",
-                ("evaluate_explanations", "authors_protocol"), "fig8_train_lenet_uniform.png"),
+                ("evaluate_explanations", "authors_protocol", "lenet_verdicts:fig8-*"), "fig8_train_lenet_uniform.png"),
     PaperFigure(9, "Four ImageNet architectures: the same two metrics, the same claims.",
                 ("arch_evaluate",), "fig9_arch_resnet18_uniform.png"),
     PaperFigure(10, "Fidelity: masking the top-k% critical neurons of every layer drops accuracy drastically below 20%.",
-                ("fidelity", "arch_fidelity"), "fig10_fidelity_*.png"),
+                ("fidelity", "arch_fidelity", "lenet_verdicts:fig10-*"), "fig10_fidelity_*.png"),
     PaperFigure(11, "Repair: masking a growing share of irrelevant/distracting weights at inference improves accuracy.",
-                ("repair", "arch_repair"), "fig11_repair_*.png"),
+                ("repair", "arch_repair", "lenet_verdicts:fig11-*"), "fig11_repair_*.png"),
 )
 
 
 def summary_rows(reports: Path, stage: str) -> list[dict]:
-    """The stage's headline rows (pipeline.write_summary), in file-name order."""
-    return [json.loads(p.read_text()) for p in sorted((reports / stage / "summary").glob("*.json"))]
+    """The headline rows (pipeline.write_summary) of `stage` or "stage:pattern", in file-name order."""
+    stage, _, pattern = stage.partition(":")
+    return [json.loads(p.read_text()) for p in sorted((reports / stage / "summary").glob(f"{pattern or '*'}.json"))]
 
 
 def _number(v) -> str:
@@ -81,10 +83,11 @@ def index_page(reports: Path, pages: dict[str, str]) -> str:
         thumbs = sorted((reports / first / "figures").glob(fig.thumbnail))
         thumb = f"[![figure {fig.number}](figures/{first}/{thumbs[0].name}){{ width=220 }}]({pages[first]})" if (
             thumbs and first in pages) else "(not run)"
-        rows = [f"`{s}`: {row_text(r)}" for s in fig.stages for r in summary_rows(reports, s)]
-        links = ", ".join(f"[{s}]({pages[s]})" for s in fig.stages if s in pages) or "(not run)"
+        rows = [f"`{s.partition(':')[0]}`: {row_text(r)}" for s in fig.stages for r in summary_rows(reports, s)]
+        names = [s.partition(":")[0] for s in fig.stages]
+        links = ", ".join(f"[{s}]({pages[s]})" for s in names if s in pages) or "(not run)"
         lines.append(f"| {fig.number} | {thumb} | {fig.claim} | {'<br>'.join(rows) or '(no summary)'} | {links} |")
-    other = [s for s in pages if not any(s in f.stages for f in FIGURES)]
+    other = [s for s in pages if not any(s in (t.partition(":")[0] for t in f.stages) for f in FIGURES)]
     lines += ["", "## The other stages", ""] + [f"* [{s}]({pages[s]})" for s in other]
     return "\n".join(lines) + "\n"
 
