@@ -45,7 +45,6 @@ import torch
 from IPython.display import Markdown, display
 
 from causal_interp import config, masking, pipeline, plotting, training, verdicts
-from causal_interp.progress import progress
 
 cfg = config.from_dict(masking.MaskingConfig, params[stage], stage)
 data_cfg = config.data_config(params)
@@ -59,16 +58,7 @@ print(cfg)
 rows = []
 t0 = time.perf_counter()
 for m, su in setups.items():
-    for c, g in progress(su.graphs.items(), total=len(su.graphs), desc=f"{m} classes", unit="class"):
-        xc, yc = su.class_examples(c)
-        for share in cfg.shares:
-            for how in ["critical", "magnitude"] + ["random"] * cfg.random_draws:
-                draw = sum(r["ranking"] == how for r in rows if r["model"] == m and r["class"] == c and r["share"] == share)
-                masks = masking.fidelity_masks(g, share, how, su.model, seed=cfg.seed + draw)
-                with masking.masked(su.model, masks, su.n_parents):
-                    acc = masking.accuracy(su.model, xc, yc)
-                rows.append({"model": m, "class": c, "class_name": su.classes[c], "share": share, "ranking": how,
-                             "accuracy": acc, "masked_nodes": sum(len(k.parents) for k in masks)})
+    rows += [{"model": m, **r} for r in masking.fidelity_rows(su, cfg.shares, cfg.random_draws, cfg.seed, desc=f"{m} classes")]
 seconds = time.perf_counter() - t0
 df = pd.DataFrame(rows)
 df.to_csv(out / "fidelity.csv", index=False)
@@ -99,16 +89,13 @@ metrics = {"settings": {k: v for k, v in dataclasses.asdict(cfg).items() if k !=
 lines, headline = [], {}
 for m in setups:
     d = df[df.model == m].groupby(["ranking", "share"]).accuracy.mean()
-    base = d["critical"][0.0]
-    small = [s for s in cfg.shares if 0 < s <= 0.2]
-    at20 = {how: float(d[how][max(small)]) for how in ("critical", "random", "magnitude")} if small else {}
+    base, s, at20 = masking.fidelity_at(df[df.model == m])
     per_class = df[(df.model == m) & (df.ranking == "critical")].pivot_table(index="class_name", columns="share", values="accuracy")
     metrics["models"][m] = {"accuracy_unmasked": float(base),
                             "mean_accuracy": {how: {str(s): float(v) for s, v in d[how].items()} for how in d.index.levels[0]},
                             "accuracy_at_largest_share_le_0.2": at20,
                             "per_class_critical": per_class.round(4).to_dict(orient="index")}
-    if small:
-        s = max(small)
+    if s is not None:
         v = verdicts.fidelity_verdict(float(base), at20, s, f"{m}, graphs of the {cfg.graph_test} test, evaluation half")
         metrics["models"][m]["verdict"] = v.outcome
         headline[m] = {"what": f"{m}: class accuracy, top {s:.0%} critical neurons masked (unmasked {base:.2f}, random "

@@ -53,7 +53,6 @@ import torch
 from IPython.display import Markdown, display
 
 from causal_interp import config, masking, pipeline, plotting, training, verdicts
-from causal_interp.progress import progress
 
 cfg = config.from_dict(masking.MaskingConfig, params[stage], stage)
 data_cfg = config.data_config(params)
@@ -67,18 +66,8 @@ print(cfg)
 rows = []
 t0 = time.perf_counter()
 for m, su in setups.items():
-    x_all, y_all = su.evaluation_subset(cfg.all_classes_examples, cfg.seed)
-    for c, g in progress(su.graphs.items(), total=len(su.graphs), desc=f"{m} classes", unit="class"):
-        xc, yc = su.class_examples(c)
-        for share in cfg.shares:
-            for how in ["graph", "irrelevant"] + ["random"] * cfg.random_draws:
-                draw = sum(r["mask"] == how for r in rows if r["model"] == m and r["class"] == c and r["share"] == share)
-                masks = masking.repair_masks(g, share, how, seed=cfg.seed + draw)
-                with masking.masked(su.model, masks, su.n_parents):
-                    rows.append({"model": m, "class": c, "class_name": su.classes[c], "share": share, "mask": how,
-                                 "class_accuracy": masking.accuracy(su.model, xc, yc),
-                                 **masking.class_bias(su.model, x_all, y_all, c),
-                                 "masked_nodes": sum(len(k.parents) for k in masks)})
+    rows += [{"model": m, **r} for r in masking.repair_rows(su, cfg.shares, cfg.random_draws, cfg.seed,
+                                                            cfg.all_classes_examples, desc=f"{m} classes")]
 seconds = time.perf_counter() - t0
 df = pd.DataFrame(rows)
 df.to_csv(out / "repair.csv", index=False)

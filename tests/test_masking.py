@@ -111,3 +111,15 @@ def test_irrelevant_only_masks_and_class_bias_by_hand():
     r = masking.class_bias(model, xb, y, 0)        # predictions 0, 0, 0, 1, 1: one of the three 1s called 0
     assert r["all_accuracy"] == pytest.approx(0.8) and r["false_positive_rate"] == pytest.approx(1 / 3)
     assert r["precision"] == pytest.approx(2 / 3)
+
+
+def test_fidelity_at_reads_the_largest_share_of_at_most_a_fifth():
+    import pandas as pd
+
+    from causal_interp.masking import fidelity_at
+    rows = pd.DataFrame([{"share": s, "ranking": h, "accuracy": a} for s, h, a in
+                         [(0.0, "critical", 0.9), (0.0, "random", 0.9), (0.0, "magnitude", 0.9),
+                          (0.1, "critical", 0.3), (0.1, "random", 0.8), (0.1, "random", 0.6), (0.1, "magnitude", 0.7),
+                          (0.5, "critical", 0.0), (0.5, "random", 0.1), (0.5, "magnitude", 0.1)]])
+    assert fidelity_at(rows) == (0.9, 0.1, {"critical": 0.3, "random": 0.7, "magnitude": 0.7})
+    assert fidelity_at(rows[rows.share != 0.1])[1:] == (None, {})

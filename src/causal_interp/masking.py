@@ -247,6 +247,55 @@ class Setup:
         return self.x_test[idx], self.y_test[idx]
 
 
+def fidelity_rows(su: Setup, shares, random_draws: int, seed: int, desc: str = "classes") -> list[dict]:
+    """Fig. 10: per class graph and share, the class accuracy (evaluation half) with that share of every layer's
+    parents masked, ranked by `critical` effect, weight `magnitude` and `random_draws` random orders (seed + draw)."""
+    from .progress import progress
+
+    rows = []
+    for c, g in progress(su.graphs.items(), total=len(su.graphs), desc=desc, unit="class"):
+        xc, yc = su.class_examples(c)
+        for share in shares:
+            for how, draw in [("critical", 0), ("magnitude", 0)] + [("random", d) for d in range(random_draws)]:
+                masks = fidelity_masks(g, share, how, su.model, seed=seed + draw)
+                with masked(su.model, masks, su.n_parents):
+                    rows.append({"class": c, "class_name": su.classes[c], "share": share, "ranking": how,
+                                 "accuracy": accuracy(su.model, xc, yc),
+                                 "masked_nodes": sum(len(k.parents) for k in masks)})
+    return rows
+
+
+def fidelity_at(rows) -> tuple[float, float | None, dict]:
+    """Fig. 10's reading of `fidelity_rows` (a DataFrame, one model): the unmasked class accuracy, the largest share of
+    at most 20% (None if there is none) and the mean class accuracy there per ranking."""
+    d = rows.groupby(["ranking", "share"]).accuracy.mean()
+    small = [s for s in sorted(set(rows.share)) if 0 < s <= 0.2]
+    if not small:
+        return float(d["critical"][0.0]), None, {}
+    return float(d["critical"][0.0]), float(small[-1]), {h: float(d[h][small[-1]]) for h in ("critical", "random", "magnitude")}
+
+
+def repair_rows(su: Setup, shares, random_draws: int, seed: int, all_classes_examples: int | None,
+                desc: str = "classes") -> list[dict]:
+    """Fig. 11: per class graph and share, with that share of the class's distracting-then-irrelevant parents masked
+    (`graph`), of its irrelevant parents only (`irrelevant`) and of as many random parents (`random`, seed + draw):
+    the class accuracy and, on `all_classes_examples` evaluation examples of every class, `class_bias`."""
+    from .progress import progress
+
+    x_all, y_all = su.evaluation_subset(all_classes_examples, seed)
+    rows = []
+    for c, g in progress(su.graphs.items(), total=len(su.graphs), desc=desc, unit="class"):
+        xc, yc = su.class_examples(c)
+        for share in shares:
+            for how, draw in [("graph", 0), ("irrelevant", 0)] + [("random", d) for d in range(random_draws)]:
+                masks = repair_masks(g, share, how, seed=seed + draw)
+                with masked(su.model, masks, su.n_parents):
+                    rows.append({"class": c, "class_name": su.classes[c], "share": share, "mask": how,
+                                 "class_accuracy": accuracy(su.model, xc, yc), **class_bias(su.model, x_all, y_all, c),
+                                 "masked_nodes": sum(len(k.parents) for k in masks)})
+    return rows
+
+
 def load_setup(stage: str, models_dir, graphs_dir, classes, data_cfg) -> Setup:
     """Model of training stage `stage`, its graphs under `graphs_dir` and the evaluation split; fails early on a
     missing model or graph and on classes without a graph."""

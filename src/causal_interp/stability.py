@@ -132,43 +132,14 @@ def reliability_verdict(model, halves, graphs: dict, cfg: StabilityConfig, name:
     return verdicts.reliability_verdict(always / max(total, 1), name + f", {cfg.reliability_runs} soft runs per class")
 
 
-def fidelity_table(su: masking.Setup, shares, draws: int, seed: int) -> pd.DataFrame:
-    """Fig. 10: class accuracy with a share of every layer's parents masked, by critical, magnitude and random ranking."""
-    rows = []
-    for c, g in su.graphs.items():
-        xc, yc = su.class_examples(c)
-        for share in shares:
-            for how, draw in [("critical", 0), ("magnitude", 0)] + [("random", d) for d in range(draws)]:
-                masks = masking.fidelity_masks(g, share, how, su.model, seed=seed + draw)
-                with masking.masked(su.model, masks, su.n_parents):
-                    rows.append({"class": c, "share": share, "ranking": how, "accuracy": masking.accuracy(su.model, xc, yc)})
-    return pd.DataFrame(rows)
-
-
 def fidelity_verdict(df: pd.DataFrame, name: str) -> verdicts.Verdict:
-    d = df.groupby(["ranking", "share"]).accuracy.mean()
-    share = max(s for s in df.share.unique() if 0 < s <= 0.2)
-    return verdicts.fidelity_verdict(float(d["critical"][0.0]), {h: float(d[h][share]) for h in ("critical", "random", "magnitude")},
-                                     float(share), name)
-
-
-def repair_table(su: masking.Setup, shares, draws: int, seed: int, all_examples: int | None) -> pd.DataFrame:
-    """Fig. 11: class accuracy, all-class accuracy and the class's false-positive rate with a share of the class's
-    distracting-then-irrelevant parents masked (graph masks; random masks of the same size as control)."""
-    x_all, y_all = su.evaluation_subset(all_examples, seed)
-    rows = []
-    for c, g in su.graphs.items():
-        xc, yc = su.class_examples(c)
-        for share in shares:
-            for how, draw in [("graph", 0)] + [("random", d) for d in range(draws)]:
-                masks = masking.repair_masks(g, share, how, seed=seed + draw)
-                with masking.masked(su.model, masks, su.n_parents):
-                    rows.append({"class": c, "share": share, "mask": how, "class_accuracy": masking.accuracy(su.model, xc, yc),
-                                 **masking.class_bias(su.model, x_all, y_all, c)})
-    return pd.DataFrame(rows)
+    """Fig. 10's verdict from `masking.fidelity_rows`: the largest share of at most 20%."""
+    unmasked, share, at_share = masking.fidelity_at(df)
+    return verdicts.fidelity_verdict(unmasked, at_share, share, name)
 
 
 def repair_verdict(df: pd.DataFrame, name: str) -> verdicts.Verdict:
+    """Fig. 11's verdict from `masking.repair_rows`: the graph masks, means over classes."""
     g = df[df["mask"] == "graph"].groupby("share")[["class_accuracy", "all_accuracy", "false_positive_rate"]].mean()
     return verdicts.repair_verdict(g.class_accuracy, g.all_accuracy, g.false_positive_rate, name)
 
@@ -232,8 +203,10 @@ def run(cfg: StabilityConfig, data_cfg, models_dir: Path, cache: Path, checkpoin
             found = {
                 7: reliability_verdict(model, halves, graphs, cfg, name, cache / "reliability" / f"{model_hash[:12]}-{protocol}"),
                 8: le_verdict(raw, graphs[pcfg.class_index], x01, y, others, pcfg, name),
-                10: fidelity_verdict(fidelity_table(su, cfg.fidelity_shares, cfg.random_draws, cfg.seed), name),
-                11: repair_verdict(repair_table(su, cfg.repair_shares, cfg.random_draws, cfg.seed, cfg.all_classes_examples), name),
+                10: fidelity_verdict(pd.DataFrame(masking.fidelity_rows(su, cfg.fidelity_shares, cfg.random_draws,
+                                                                        cfg.seed, desc=f"{name}: fig. 10")), name),
+                11: repair_verdict(pd.DataFrame(masking.repair_rows(su, cfg.repair_shares, cfg.random_draws, cfg.seed,
+                                                                    cfg.all_classes_examples, desc=f"{name}: fig. 11")), name),
             }
             rows += [{"seed": seed, "protocol": protocol, "figure": fig, "test_accuracy": info["test_accuracy"],
                       "graph_sizes": {c: [len(lg.necessary) for lg in g.layers] for c, g in graphs.items()},
