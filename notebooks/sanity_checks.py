@@ -1,0 +1,137 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Sanity checks: does a map depend on the prediction and on the model?
+#
+# Figure 8 scores the maps for stability (LE) and faithfulness (IROF). An explanation must also depend on what it
+# explains (Adebayo et al., "Sanity Checks for Saliency Maps", 2018). Two checks, via Quantus, for the causal maps and
+# the baselines, every method normalised by Quantus' default in the same way:
+#
+# * **Random logit**: SSIM between the map for the true class and the map for a random other class. The causal map of
+#   eq. 3 averages the responses of the class graph's nodes; with near-full graphs it comes close to a mean response that
+#   is the same for every class. This check exposes that.
+# * **Model parameter randomisation, cascading top-down**: Spearman correlation between the map of the trained model and
+#   the map after randomising the layers one after the other, from the output down. For the causal method the class
+#   graphs are **rediscovered on every randomised model**; reusing the trained model's graphs would not test the method.
+#
+# Lower similarity is better for both. The thresholds are ours: a method passes a check when the bootstrap 95% interval
+# of its median similarity lies below 0.5, fails when it lies above 0.9, and is not resolved otherwise. Engine:
+# `causal_interp.sanity`.
+
+# %% tags=["parameters"]
+# parameters (papermill replaces these with params.yaml's sanity_checks section)
+stage = "sanity_checks"
+params = {"seed": 0, "data": {"root": "data"},
+          "sanity_checks": {"models": ["train_lenet"], "mprt_models": ["train_lenet"], "classes": [2, 3],
+                            "methods": ["Causal", "Saliency"], "examples_per_class": 2, "mprt_examples_per_class": 1,
+                            "rediscover_examples": 4, "correct_only": False, "bootstrap": 50}}
+out_dir = "reports/sanity_checks"
+reports_dir = "reports"
+models_dir = "models"
+checkpoint_dir = ".cache/checkpoints"
+
+
+# %%
+import json
+from pathlib import Path
+
+import pandas as pd
+import seaborn as sns
+from IPython.display import Markdown, display
+
+from causal_interp import config, data, evaluation, masking, models, pipeline, plotting, sanity, training
+from causal_interp.progress import progress
+
+cfg = config.from_dict(sanity.SanityConfig, params[stage], stage)    # unknown method or model list stops here
+data_cfg = config.data_config(params)
+out, figs = pipeline.output_dirs(out_dir)
+training.set_threads(cfg.threads)
+setups, explain, examples = {}, {}, {}
+for m in cfg.models:    # missing model or graphs, classes without a graph, unknown layer: all stop here
+    su = masking.load_setup(m, Path(models_dir), Path(reports_dir) / cfg.graphs_dir / m / cfg.graph_test, cfg.classes, data_cfg)
+    layer = evaluation.map_layer(su.model, next(iter(su.graphs.values())), cfg.layers.get(m))
+    halves = data.load_halves(models.model_info(Path(models_dir) / f"{m}.pt"), data_cfg)
+    explain[m] = sanity.explainers(su.model, su.graphs, layer, cfg, halves.x[halves.discovery], halves.y[halves.discovery],
+                                   cfg.graph_test, len(su.classes))
+    examples[m] = evaluation.pick_examples(su, sorted(su.graphs), cfg.examples_per_class, cfg.correct_only, cfg.seed)
+    setups[m] = su
+    display(Markdown(f"`{m}`: causal maps from layer `{layer}`; {len(examples[m][1])} examples for random logit"
+                     + (f", {cfg.mprt_examples_per_class} per class for model randomisation" if m in cfg.mprt_models else "")))
+
+# %% [markdown]
+# ## The checks
+
+# %%
+rows = []
+jobs = [(m, meth) for m in setups for meth in cfg.methods]
+for m, meth in progress(jobs, total=len(jobs), desc="random logit", unit="method"):
+    x, y, _ = examples[m]
+    s = sanity.random_logit(setups[m].model, x, y, explain[m][meth], len(setups[m].classes), cfg.seed)
+    rows += [{"model": m, "check": "random_logit", "method": meth, "step": 0, "layer": None, "example": i, "score": v}
+             for i, v in enumerate(s)]
+jobs = [(m, meth) for m in cfg.mprt_models for meth in cfg.methods]
+for m, meth in progress(jobs, total=len(jobs), desc="model randomisation", unit="method"):
+    x, y, _ = evaluation.pick_examples(setups[m], sorted(setups[m].graphs), cfg.mprt_examples_per_class, cfg.correct_only, cfg.seed)
+    for step, (layer, s) in enumerate(sanity.mprt(setups[m].model, x, y, explain[m][meth], cfg.seed).items(), 1):
+        rows += [{"model": m, "check": "mprt", "method": meth, "step": step, "layer": layer, "example": i, "score": v}
+                 for i, v in enumerate(s)]
+scores = pd.DataFrame(rows)
+scores.to_csv(out / "scores.csv", index=False)
+
+# %% [markdown]
+# ## Random logit: one box per method (lower is better)
+
+# %%
+for m in setups:
+    d = scores[(scores.model == m) & (scores.check == "random_logit")]
+    fig, ax = plotting.plt.subplots(figsize=(8, 3.8))
+    sns.boxplot(data=d, x="method", y="score", order=cfg.methods, hue="method", palette="tab10", legend=False,
+                showfliers=False, ax=ax)
+    sns.stripplot(data=d, x="method", y="score", order=cfg.methods, color="k", size=2, alpha=0.5, ax=ax)
+    ax.axhline(sanity.PASS_BELOW, ls="--", c="tab:green", lw=1); ax.axhline(sanity.FAIL_ABOVE, ls="--", c="tab:red", lw=1)
+    ax.set_ylabel("SSIM, true class vs random class"); ax.set_xlabel(""); ax.tick_params(axis="x", rotation=30)
+    ax.set_title(f"{m}: random logit")
+    plotting.save(fig, figs / f"random_logit_{m}.png")
+
+# %% [markdown]
+# ## Model randomisation: similarity to the trained model's map as layers are randomised from the output down
+
+# %%
+for m in cfg.mprt_models:
+    d = scores[(scores.model == m) & (scores.check == "mprt")]
+    fig, ax = plotting.plt.subplots(figsize=(8, 3.8))
+    sns.lineplot(data=d, x="step", y="score", hue="method", hue_order=cfg.methods, estimator="median",
+                 errorbar=("pi", 50), marker="o", ax=ax)
+    steps = d.drop_duplicates("step").sort_values("step")
+    ax.set_xticks(steps.step, [f"{layer}" for layer in steps.layer], rotation=30)
+    ax.set_xlabel("randomised down to layer"); ax.set_ylabel("Spearman correlation with the trained map")
+    ax.axhline(sanity.PASS_BELOW, ls="--", c="tab:green", lw=1)
+    ax.set_title(f"{m}: cascading model parameter randomisation (median, interquartile band)")
+    plotting.save(fig, figs / f"mprt_{m}.png")
+
+# %% [markdown]
+# ## Verdicts
+
+# %%
+table = sanity.summary_rows(scores, cfg.bootstrap, cfg.seed)
+table.to_csv(out / "summary_table.csv", index=False)
+display(table.pivot_table(index="method", columns=["model", "check"], values="outcome", aggfunc="first", sort=False))
+causal = table[table.method == "Causal"]
+display(Markdown("\n".join(f"* {sanity.sentence(r)}" for _, r in causal.iterrows())))
+pipeline.write_summary(out, {f"{r.model}-{r.check}": {"what": f"{r.model}: causal maps, {sanity.CHECKS[r.check]}",
+                                                    "ours": r["median"], "verdict": r.outcome} for _, r in causal.iterrows()})
+(out / "metrics.json").write_text(json.dumps({"settings": {k: v for k, v in vars(cfg).items() if k != "threads"},
+                                              "summary": table.to_dict(orient="records")}, indent=2, default=str))
