@@ -198,21 +198,29 @@ def score(name: str, setting: str, cfg: EvaluationConfig, model: nn.Module, x: n
         raise ValueError(f"unknown normalisation setting {setting!r}; choose from {SETTINGS}")
     if setting == "uniform":
         explain = normalised(explain)
-    check_finite(torch.as_tensor(np.asarray(x)), "input values", f"{name} of {getattr(explain, '__name__', 'a method')}",
-                 labels=np.asarray(y))
+    return np.asarray(run_metric(metric(name, cfg), f"{name} of {getattr(explain, '__name__', 'a method')}", model, x, y,
+                                 explain, cfg.seed, cfg.batch_size), dtype=float)
+
+
+def run_metric(quantus_metric, what: str, model: nn.Module, x: np.ndarray, y: np.ndarray, explain, seed: int,
+               batch_size: int):
+    """One Quantus metric call on a batch: inputs checked for NaN/inf, numpy's global RNG (Quantus' noise) seeded with
+    `seed` so that every method sees the same perturbations (and restored after), the model's mode restored. A batch
+    Quantus refuses because a map is all negative scores NaN per example. Returns Quantus' per-example output."""
+    check_finite(torch.as_tensor(np.asarray(x)), "input values", what, labels=np.asarray(y))
     state = np.random.get_state()
-    np.random.seed(cfg.seed)
+    np.random.seed(seed)
     try:
         with evaluating(model):   # Quantus puts the model in eval mode and leaves it there; restored here
-            out = metric(name, cfg)(model=model, x_batch=x, y_batch=y, a_batch=None, explain_func=explain,
-                                    explain_func_kwargs={}, device="cpu", batch_size=cfg.batch_size)
+            out = quantus_metric(model=model, x_batch=x, y_batch=y, a_batch=None, explain_func=explain,
+                                 explain_func_kwargs={}, device="cpu", batch_size=batch_size)
     except AssertionError as e:
         if "should not all be less than zero" not in str(e):
             raise
         out = np.full(len(x), np.nan)
     finally:
         np.random.set_state(state)
-    return np.asarray(out, dtype=float)
+    return out
 
 
 def median_ci(values, n_resamples: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:

@@ -1,0 +1,132 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Do metrics of one property agree? Three robustness and three faithfulness metrics
+#
+# Figure 8 ranks the methods with one metric per property: LE for robustness, IROF for faithfulness. Metrics of the same
+# property often disagree (Vandersmissen & Oramas, "On the Coherency of Quantitative Evaluation of Visual Explanations"),
+# so here every method is scored by three metrics of each property, all via Quantus and under one protocol: every map
+# normalised |a| / max |a| per example, the same seeded perturbations for every method, evaluation-half examples.
+#
+# * **robustness** (lower is better): Local Lipschitz Estimate, Max-Sensitivity, Avg-Sensitivity;
+# * **faithfulness**: IROF (area over the curve, higher is better), Pixel-Flipping (most relevant first; area under the
+#   class-probability curve, lower is better), Region-Perturbation (most relevant first; AOPC, the mean drop of the class
+#   probability, higher is better).
+#
+# A claim about a property ("the causal maps are the most robust / the most faithful") is made only where every metric
+# of that property ranks the causal maps first. Engine: `causal_interp.agreement`.
+
+# %% tags=["parameters"]
+# parameters (papermill replaces these with params.yaml's metric_agreement section)
+stage = "metric_agreement"
+params = {"seed": 0, "data": {"root": "data"},
+          "metric_agreement": {"models": ["train_lenet"], "classes": [2, 3], "examples_per_class": 2,
+                               "methods": ["Causal", "Saliency", "IntegratedGradients"], "samples": 2,
+                               "correct_only": False, "bootstrap": 50}}
+out_dir = "reports/metric_agreement"
+reports_dir = "reports"
+models_dir = "models"
+checkpoint_dir = ".cache/checkpoints"
+
+
+# %%
+import json
+from pathlib import Path
+
+import pandas as pd
+import seaborn as sns
+from IPython.display import Markdown, display
+
+from causal_interp import agreement, baselines, config, evaluation, masking, pipeline, plotting, training
+from causal_interp.progress import progress
+
+cfg = config.from_dict(agreement.AgreementConfig, params[stage], stage)    # unknown methods stop here
+data_cfg = config.data_config(params)
+out, figs = pipeline.output_dirs(out_dir)
+training.set_threads(cfg.threads)
+base = config.from_dict(baselines.BaselineConfig, {"seed": cfg.seed, **cfg.baselines}, f"{stage}.baselines")
+setups, methods, examples = {}, {}, {}
+for m in cfg.models:    # missing model or graphs, classes without a graph, unknown layer: all stop here
+    su = masking.load_setup(m, Path(models_dir), Path(reports_dir) / cfg.graphs_dir / m / cfg.graph_test, cfg.classes, data_cfg)
+    layer = evaluation.map_layer(su.model, next(iter(su.graphs.values())), cfg.layers.get(m))
+    usable, _ = evaluation.classes_with_maps(su.graphs, layer)
+    methods[m] = {"Causal": evaluation.CausalExplainer(su.model, {k: su.graphs[k] for k in usable}, layer),
+                  **{b: baselines.explainer(b, su.model, base) for b in cfg.methods if b != "Causal"}}
+    examples[m] = evaluation.pick_examples(su, usable, cfg.per_class(m), cfg.correct_only, cfg.seed)
+    if len(examples[m][1]) == 0:
+        display(Markdown(f"`{m}`: **not scored**: no evaluation example of a class whose graph has nodes at `{layer}` "
+                         f"(classes with a causal map: {usable})"))
+        continue
+    setups[m] = su
+    display(Markdown(f"`{m}`: causal maps from layer `{layer}`; {len(examples[m][1])} examples"))
+if not setups:
+    raise ValueError(f"{stage}: no model has examples with a causal map to score")
+
+# %% [markdown]
+# ## Scores
+
+# %%
+rows = []
+bar = progress(total=len(setups) * len(cfg.methods) * 6, desc="metrics", unit="metric")
+for m in setups:
+    x, y, _ = examples[m]
+    rows += [{"model": m, **r} for r in agreement.scores(methods[m], setups[m].model, x, y, cfg, bar=bar)]
+bar.close()
+scores = pd.DataFrame(rows)
+scores.to_csv(out / "scores.csv", index=False)
+medians = pd.DataFrame([{"model": m, "metric": met, "method": meth,
+                         **dict(zip(("median", "ci_low", "ci_high"), evaluation.median_ci(d.score, cfg.bootstrap, cfg.seed)))}
+                        for (m, met, meth), d in scores.groupby(["model", "metric", "method"], sort=False)])
+ranked = agreement.ranks(medians)
+ranked.to_csv(out / "ranks.csv", index=False)
+
+# %% [markdown]
+# ## Each method's rank under each metric (1 = best)
+
+# %%
+for m in setups:
+    wide = ranked[ranked.model == m].pivot(index="method", columns="metric", values="rank")
+    wide = wide.reindex(index=cfg.methods, columns=[n for p in agreement.PROPERTIES.values() for n in p])
+    fig, ax = plotting.plt.subplots(figsize=(8, 0.45 * len(wide) + 1.6))
+    sns.heatmap(wide.astype(float), annot=True, fmt=".0f", cmap="viridis_r", cbar_kws={"label": "rank (1 = best)"}, ax=ax)
+    ax.axvline(3, c="w", lw=3)
+    ax.set_title(f"{m}: robustness metrics (left) and faithfulness metrics (right)"); ax.set_xlabel(""); ax.set_ylabel("")
+    plotting.save(fig, figs / f"ranks_{m}.png")
+
+# %% [markdown]
+# ## Do the metrics of one property rank the methods alike? (Spearman correlation of the rankings)
+
+# %%
+corr = agreement.rank_correlations(ranked)
+corr.to_csv(out / "rank_correlations.csv", index=False)
+display(corr.pivot_table(index=["property", "metric_a", "metric_b"], columns="model", values="spearman", sort=False).round(2))
+
+# %% [markdown]
+# ## Verdicts
+
+# %%
+verdict = agreement.property_verdicts(ranked)
+verdict.to_csv(out / "verdicts.csv", index=False)
+display(Markdown("\n".join(f"* Claim \"{r.claim}\", `{r.model}`, {len(examples[r.model][1])} examples: the causal maps rank "
+                           f"{r.causal_ranks}. **{r.outcome}** (criterion: holds when every metric of the property ranks "
+                           f"them first, does not hold when none does)." for r in verdict.itertuples())))
+pipeline.write_summary(out, {f"{r.model}-{r.property}": {"what": f"{r.model}: {r.claim} (causal ranks: {r.causal_ranks})",
+                                                        "ours": float(r.metrics_ranking_causal_first),
+                                                        "verdict": r.outcome} for r in verdict.itertuples()})
+(out / "metrics.json").write_text(json.dumps({"settings": {k: v for k, v in vars(cfg).items() if k != "threads"},
+                                              "medians": medians.to_dict(orient="records"),
+                                              "rank_correlations": corr.to_dict(orient="records"),
+                                              "verdicts": verdict.to_dict(orient="records")}, indent=2, default=str))
