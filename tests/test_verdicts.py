@@ -47,3 +47,12 @@ def test_reliability_fidelity_and_repair_verdicts_follow_their_stated_criteria()
     biased = verdicts.repair_verdict([0.8, 0.9, 0.95], [0.9, 0.8, 0.7], [0.01, 0.05, 0.2], "p")
     assert biased.outcome == verdicts.BIAS and "false-positive rate 0.010 -> 0.200" in biased.sentence()
     assert verdicts.repair_verdict([0.8, 0.7, 0.6], [0.9, 0.8, 0.7], [0.01, 0.05, 0.2], "p").outcome == "does not hold"
+
+
+def test_the_readme_states_every_claim_and_criterion_verbatim():
+    from .conftest import REPO
+
+    readme = (REPO / "README.md").read_text()
+    for key in verdicts.CLAIMS:
+        assert f"* **{verdicts.CLAIMS[key]}**: {verdicts.CRITERIA[key]}." in readme, key
+    assert verdicts.BIAS in readme
