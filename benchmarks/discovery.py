@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from causal_interp import config, data, discovery, models, plotting  # noqa: E402
-from causal_interp.pipeline import PROFILE_ENV, ROOT_ENV, write_summary  # noqa: E402
+from causal_interp.reporting import PROFILE_ENV, ROOT_ENV, write_summary  # noqa: E402
 from causal_interp.interventions import Intervention, TracedModel, naive_effects, treatment_effects  # noqa: E402
 
 

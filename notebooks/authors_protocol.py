@@ -57,13 +57,13 @@ import seaborn as sns
 import torch
 from IPython.display import Markdown, display
 
-from causal_interp import (baselines, config, data, discovery, evaluation, models, pipeline, plotting, protocols, training,
-                           verdicts)
+from causal_interp import (baselines, config, data, discovery, evaluation, models, plotting, protocols, reporting,
+                           training, verdicts)
 from causal_interp.progress import progress
 
 cfg = config.from_dict(protocols.ProtocolConfig, params[stage], stage)
 data_cfg = config.data_config(params)
-out, figs = pipeline.output_dirs(out_dir)
+out, figs = reporting.output_dirs(out_dir)
 training.set_threads(cfg.threads)
 model_path = Path(models_dir) / f"{cfg.model}.pt"
 info = models.model_info(model_path)                                   # missing model stops here
@@ -194,7 +194,7 @@ metrics = {"settings": dataclasses.asdict(cfg), "examples": {"discovery": len(id
            "reproduction_bar": bar_check, "fair_le_claim_authors_methods": fair_five, "fair_le_claim_all_methods": fair_all,
            "fair_irof_claim": fair_irof, "medians": table.to_dict(orient="records")}
 (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
-pipeline.write_summary(out, {
+reporting.write_summary(out, {
     "authors-reproduction": {"what": f"published LeNet digit-{k} fig. 8 numbers reproduced under the authors' protocol "
                                      f"(LE order, ratios within 2x, IROF within 25%)", "ours": float(bar_check["met"]),
                              "verdict": "reproduced" if bar_check["met"] else "NOT reproduced"},

@@ -46,11 +46,11 @@ import torch
 from IPython.display import Markdown, display
 from skimage.feature import peak_local_max
 
-from causal_interp import config, data, discovery, explanations, interventions, models, pipeline, plotting, training
+from causal_interp import config, data, discovery, explanations, interventions, models, plotting, reporting, training
 
 cfg = config.from_dict(discovery.DiscoveryConfig, params[stage], stage)
 data_cfg = config.data_config(params)
-out, figs = pipeline.output_dirs(out_dir)
+out, figs = reporting.output_dirs(out_dir)
 graphs_dir = out.parent / cfg.graphs_dir
 training.set_threads(cfg.threads)
 model_paths = {m: Path(models_dir) / f"{m}.pt" for m in cfg.models}
@@ -117,7 +117,7 @@ for m in results:
 
 # %% [markdown]
 # ## Figure 3: distribution of the treatment effects
-# For the figure class, each node's effect over the discovery examples, per layer (its edges to the layer's targets removed). Red: necessary, blue: distracting, grey: irrelevant.
+# For the figure class, each node's effect over the discovery examples, per layer: the change in the class logit when the node's edges to the layer's targets are removed (eq. 2). Red: necessary, blue: distracting, grey: irrelevant. A layer with more than 40 parents shows, of each label, the nodes of largest |mean effect| (the counts of every label are in the panel title).
 
 # %%
 k = cfg.figure_class   # validated: one of cfg.classes, and a class of every model
@@ -227,5 +227,5 @@ for m in results:
                      f"slowest {max(secs):.1f} s ({sum(s == 0 for _, s in graphs.values())} graphs reused from the cache in this run).")
     metrics["models"][m] = per_test
 (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-pipeline.write_summary(out, headline)
+reporting.write_summary(out, headline)
 display(Markdown("\n".join(lines)))

@@ -59,12 +59,12 @@ import seaborn as sns
 import torch
 from IPython.display import Markdown, display
 
-from causal_interp import baselines, config, evaluation, masking, models, pipeline, plotting, training, verdicts
+from causal_interp import baselines, config, evaluation, masking, models, plotting, reporting, training, verdicts
 
 warnings.filterwarnings("ignore", category=UserWarning)   # captum's hook notices, torchray's non-leaf .grad notice
 cfg = config.from_dict(evaluation.EvaluationConfig, params[stage], stage)
 data_cfg = config.data_config(params)
-out, figs = pipeline.output_dirs(out_dir)
+out, figs = reporting.output_dirs(out_dir)
 training.set_threads(cfg.threads)
 setups, explainers, examples, skipped = {}, {}, {}, {}
 for m in cfg.models:   # missing model/graphs, classes without a graph, unknown layer: all stop here
@@ -237,7 +237,7 @@ for m, why in skipped.items():
     metrics["models"][m] = {"skipped": why}
     lines.append(f"* **{m}**: not evaluated: {why}.")
 (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
-pipeline.write_summary(out, headline)
+reporting.write_summary(out, headline)
 display(Markdown("\n".join(lines)))
 
 # %% [markdown]

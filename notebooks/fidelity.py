@@ -44,11 +44,11 @@ import seaborn as sns
 import torch
 from IPython.display import Markdown, display
 
-from causal_interp import config, masking, pipeline, plotting, training, verdicts
+from causal_interp import config, masking, plotting, reporting, training, verdicts
 
 cfg = config.from_dict(masking.MaskingConfig, params[stage], stage)
 data_cfg = config.data_config(params)
-out, figs = pipeline.output_dirs(out_dir)
+out, figs = reporting.output_dirs(out_dir)
 training.set_threads(cfg.threads)
 setups = {m: masking.load_setup(m, Path(models_dir), Path(reports_dir) / cfg.graphs_dir / m / cfg.graph_test,
                                 cfg.classes, data_cfg) for m in cfg.models}   # missing model/graphs, bad classes stop here
@@ -103,5 +103,5 @@ for m in setups:
                       "verdict": v.outcome}
         lines.append(f"* **{m}**: {v.sentence()}")
 (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-pipeline.write_summary(out, headline)
+reporting.write_summary(out, headline)
 display(Markdown("\n".join(lines)))

@@ -49,11 +49,11 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
 
-from causal_interp import config, pipeline, plotting, stability, training
+from causal_interp import config, plotting, reporting, stability, training
 
 cfg = config.from_dict(stability.StabilityConfig, params[stage], stage)   # bad values stop here
 data_cfg = config.data_config(params)
-out, figs = pipeline.output_dirs(out_dir)
+out, figs = reporting.output_dirs(out_dir)
 training.set_threads(cfg.threads)
 cache = Path(checkpoint_dir).parent / "lenet_verdicts"
 display(Markdown(f"Seeds {cfg.seeds}; graph protocols {list(stability.GRAPH_PROTOCOLS)}; "
@@ -104,4 +104,4 @@ summary = {f"fig{r.figure}-{r.protocol}": {"what": f"LeNet fig. {r.figure}, {r.p
 (out / "metrics.json").write_text(json.dumps({"settings": {k: v for k, v in vars(cfg).items() if k != "threads"},
                                               "test_accuracy": accuracy.to_dict(), "stability": table.to_dict(orient="records"),
                                               "rows": rows.to_dict(orient="records")}, indent=2, default=str))
-pipeline.write_summary(out, summary)
+reporting.write_summary(out, summary)

@@ -50,12 +50,12 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
 
-from causal_interp import agreement, baselines, config, evaluation, masking, pipeline, plotting, training
+from causal_interp import agreement, baselines, config, evaluation, masking, plotting, reporting, training
 from causal_interp.progress import progress
 
 cfg = config.from_dict(agreement.AgreementConfig, params[stage], stage)    # unknown methods stop here
 data_cfg = config.data_config(params)
-out, figs = pipeline.output_dirs(out_dir)
+out, figs = reporting.output_dirs(out_dir)
 training.set_threads(cfg.threads)
 base = config.from_dict(baselines.BaselineConfig, {"seed": cfg.seed, **cfg.baselines}, f"{stage}.baselines")
 setups, methods, examples = {}, {}, {}
@@ -123,7 +123,7 @@ verdict.to_csv(out / "verdicts.csv", index=False)
 display(Markdown("\n".join(f"* Claim \"{r.claim}\", `{r.model}`, {len(examples[r.model][1])} examples: the causal maps rank "
                            f"{r.causal_ranks}. **{r.outcome}** (criterion: holds when every metric of the property ranks "
                            f"them first, does not hold when none does)." for r in verdict.itertuples())))
-pipeline.write_summary(out, {f"{r.model}-{r.property}": {"what": f"{r.model}: {r.claim} (causal ranks: {r.causal_ranks})",
+reporting.write_summary(out, {f"{r.model}-{r.property}": {"what": f"{r.model}: {r.claim} (causal ranks: {r.causal_ranks})",
                                                         "ours": float(r.metrics_ranking_causal_first),
                                                         "verdict": r.outcome} for r in verdict.itertuples()})
 (out / "metrics.json").write_text(json.dumps({"settings": {k: v for k, v in vars(cfg).items() if k != "threads"},

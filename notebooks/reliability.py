@@ -44,12 +44,12 @@ import seaborn as sns
 import torch
 from IPython.display import Markdown, display
 
-from causal_interp import config, data, discovery, models, pipeline, plotting, reliability, training, verdicts
+from causal_interp import config, data, discovery, models, plotting, reliability, reporting, training, verdicts
 from causal_interp.discovery import ClassGraph
 
 cfg = config.from_dict(reliability.ReliabilityConfig, params[stage], stage)
 data_cfg = config.data_config(params)
-out, figs = pipeline.output_dirs(out_dir)
+out, figs = reporting.output_dirs(out_dir)
 graphs_dir = Path(reports_dir) / cfg.graphs_dir
 training.set_threads(cfg.threads)
 sweeps, graph_files = {}, {}
@@ -159,5 +159,5 @@ for m in results:
                  f"on average {t.soft_only_nodes.mean():.1f} nodes per class and layer are necessary only under soft "
                  f"interventions. Time: {timing[m] / 60:.1f} min.")
 (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-pipeline.write_summary(out, headline)
+reporting.write_summary(out, headline)
 display(Markdown("\n".join(lines)))

@@ -52,12 +52,12 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
 
-from causal_interp import config, data, evaluation, masking, models, pipeline, plotting, sanity, training
+from causal_interp import config, data, evaluation, masking, models, plotting, reporting, sanity, training
 from causal_interp.progress import progress
 
 cfg = config.from_dict(sanity.SanityConfig, params[stage], stage)    # unknown method or model list stops here
 data_cfg = config.data_config(params)
-out, figs = pipeline.output_dirs(out_dir)
+out, figs = reporting.output_dirs(out_dir)
 training.set_threads(cfg.threads)
 setups, explain, examples = {}, {}, {}
 for m in cfg.models:    # missing model or graphs, classes without a graph, unknown layer: all stop here
@@ -131,7 +131,7 @@ table.to_csv(out / "summary_table.csv", index=False)
 display(table.pivot_table(index="method", columns=["model", "check"], values="outcome", aggfunc="first", sort=False))
 causal = table[table.method == "Causal"]
 display(Markdown("\n".join(f"* {sanity.sentence(r)}" for _, r in causal.iterrows())))
-pipeline.write_summary(out, {f"{r.model}-{r.check}": {"what": f"{r.model}: causal maps, {sanity.CHECKS[r.check]}",
+reporting.write_summary(out, {f"{r.model}-{r.check}": {"what": f"{r.model}: causal maps, {sanity.CHECKS[r.check]}",
                                                     "ours": r["median"], "verdict": r.outcome} for _, r in causal.iterrows()})
 (out / "metrics.json").write_text(json.dumps({"settings": {k: v for k, v in vars(cfg).items() if k != "threads"},
                                               "summary": table.to_dict(orient="records")}, indent=2, default=str))

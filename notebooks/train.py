@@ -41,7 +41,7 @@ from pathlib import Path
 import torch
 from IPython.display import Markdown, display
 
-from causal_interp import config, data, models, pipeline, plotting, training
+from causal_interp import config, data, models, plotting, reporting, training
 
 cfg = config.stage_config(params, stage)          # validates: unknown dataset/model or bad values stop here
 data_cfg = config.data_config(params)
@@ -97,7 +97,7 @@ metrics = {
     "machine": training.machine(), "per_class_accuracy": m["per_class_accuracy"],
 }
 (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-pipeline.write_summary(out, {stage: {"what": f"{cfg.model} test accuracy on {cfg.dataset}", "ours": m["accuracy"],
+reporting.write_summary(out, {stage: {"what": f"{cfg.model} test accuracy on {cfg.dataset}", "ours": m["accuracy"],
                                      "verdict": (f"target {cfg.target_accuracy:.1%} {'met' if metrics['meets_target'] else 'NOT met'}"
                                                  if cfg.target_accuracy else None)}})
 (out / "history.json").write_text(json.dumps(history, indent=2))

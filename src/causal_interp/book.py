@@ -17,7 +17,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .pipeline import REPO, ROOT_ENV, RUN_ALL_ENV, dvc_stages
+from .pipeline import REPO, dvc_stages
+from .reporting import ROOT_ENV, RUN_ALL_ENV
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ FIGURES = (
 
 
 def summary_rows(reports: Path, stage: str) -> list[dict]:
-    """The headline rows (pipeline.write_summary) of `stage` or "stage:pattern", in file-name order."""
+    """The headline rows (reporting.write_summary) of `stage` or "stage:pattern", in file-name order."""
     stage, _, pattern = stage.partition(":")
     return [json.loads(p.read_text()) for p in sorted((reports / stage / "summary").glob(f"{pattern or '*'}.json"))]
 

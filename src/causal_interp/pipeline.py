@@ -39,6 +39,8 @@ from pathlib import Path
 from unittest import mock
 
 from . import config
+from .reporting import (DATA_ROOT_ENV, PROFILE_ENV, ROOT_ENV, RUN_ALL_ENV, SUMMARY_KEYS,  # noqa: F401
+                        output_dirs, write_summary)
 
 
 
@@ -54,21 +56,23 @@ def project_root(start: Path | None = None) -> Path:
 REPO = project_root()
 SHARED_SECTIONS = ("seed", "data")
 TOP_LEVEL = ("seed", "data", "architectures", "profiles")   # params.yaml sections that are not a stage's
-PROFILE_ENV, ROOT_ENV, DATA_ROOT_ENV = "CAUSAL_PROFILE", "CAUSAL_ROOT", "CAUSAL_DATA_ROOT"
-RUN_ALL_ENV = "CAUSAL_RUN_ALL"   # set by `run_all` only: the three variables above count only under it
 
 
 def notebook_configs() -> dict:
     """The params dataclass each notebook validates its stage's section with."""
+    from .agreement import AgreementConfig
     from .discovery import DiscoveryConfig
     from .evaluation import EvaluationConfig
     from .masking import MaskingConfig
     from .protocols import ProtocolConfig
     from .reliability import ReliabilityConfig
+    from .sanity import SanityConfig
+    from .stability import StabilityConfig
 
     return {"train": config.TrainConfig, "discover_graphs": DiscoveryConfig, "reliability": ReliabilityConfig,
             "fidelity": MaskingConfig, "repair": MaskingConfig, "evaluate_explanations": EvaluationConfig,
-            "authors_protocol": ProtocolConfig}
+            "authors_protocol": ProtocolConfig, "lenet_verdicts": StabilityConfig, "sanity_checks": SanityConfig,
+            "metric_agreement": AgreementConfig}
 
 
 @dataclass
@@ -187,32 +191,6 @@ def stage_parameters(stage: str, params: dict, reports: Path, models: Path, chec
     }
 
 
-def output_dirs(out_dir: str | Path) -> tuple[Path, Path]:
-    """The stage's report folder and its `figures/` subfolder, created (called in every notebook's setup cell)."""
-    out = Path(out_dir)
-    (out / "figures").mkdir(parents=True, exist_ok=True)
-    return out, out / "figures"
-
-
-SUMMARY_KEYS = ("what", "ours", "paper", "verdict")
-
-
-def write_summary(out_dir: str | Path, rows: dict[str, dict]) -> Path:
-    """The stage's headline numbers for `dvc metrics show`: one small JSON per row under `<out_dir>/summary/`, all
-    with the same keys (what was measured, our number, the paper's number if it gives one, the verdict), so DVC
-    prints one short line per row instead of one column per key of the full `metrics.json`."""
-    folder = Path(out_dir) / "summary"
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, row in rows.items():
-        unknown = set(row) - set(SUMMARY_KEYS)
-        if unknown:
-            raise ValueError(f"summary row {name!r}: unknown keys {sorted(unknown)}; use {SUMMARY_KEYS}")
-        value = {k: row.get(k) for k in SUMMARY_KEYS}
-        value["ours"] = None if value["ours"] is None else round(float(value["ours"]), 4)
-        (folder / f"{name}.json").write_text(json.dumps(value, indent=1) + "\n")
-    return folder
-
-
 def _replace(src: Path, dst: Path) -> None:
     """Put `src` (file or folder) in place of `dst`, the old one removed only once the new one is there."""
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -254,9 +232,11 @@ def recover(staging: Path, reports: Path, models: Path) -> None:
     shutil.rmtree(staging, ignore_errors=True)
 
 
-def _kernel_manager(socket_dir: Path):
+def _kernel_manager(socket_dir: Path, log: Path):
     """Jupyter kernels over IPC sockets in `socket_dir` instead of TCP ports: nothing listens on the network and
-    ipykernel has no reason to warn. (Left to itself, IPC would put its sockets in the working directory.)"""
+    ipykernel has no reason to warn. (Left to itself, IPC would put its sockets in the working directory.) The
+    kernel process's own stderr (its log, not the cells' output, which goes into the notebook) is written to `log`:
+    shown when the kernel dies, not on the terminal at every interrupt."""
     from jupyter_client.manager import AsyncKernelManager
 
     class IPCKernelManager(AsyncKernelManager):
@@ -264,6 +244,11 @@ def _kernel_manager(socket_dir: Path):
             super().__init__(**kwargs)
             self.transport = "ipc"
             self.ip = str(socket_dir / "kernel")
+
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            self._stderr = open(log, "ab")
+            kw["stderr"] = self._stderr
+            await super()._async_launch_kernel(kernel_cmd, **kw)
 
     return IPCKernelManager
 
@@ -342,14 +327,18 @@ def _execute(stage, notebook, parameters, staging, reports, models, show_progres
     log = staging / "progress.log"
     relay = progress.relay(log) if show_progress else contextlib.nullcontext(False)
     sockets = Path(tempfile.mkdtemp(prefix="causal-kernel-"))   # short path: a socket's name is at most 107 bytes
+    kernel_log = sockets / "kernel.log"
     try:
         with relay as tty:
             env = {progress.STAGE_ENV: stage, progress.ENV: str(log), progress.INTERVAL_ENV: "1" if tty else "30"}
             with mock.patch.dict(os.environ, env if show_progress else {}):    # the kernel inherits them
                 papermill.execute_notebook(str(notebook), str(executed), parameters=parameters, cwd=str(REPO),
                                            kernel_name="python3", log_output=False, progress_bar=False,
-                                           kernel_manager_class=_kernel_manager(sockets))
-    except BaseException:
+                                           kernel_manager_class=_kernel_manager(sockets, kernel_log))
+    except BaseException as e:
+        if not isinstance(e, KeyboardInterrupt) and "Kernel died" in str(e) and kernel_log.is_file():
+            tail = kernel_log.read_text(errors="replace").strip().splitlines()[-15:]
+            print("\n".join(["the kernel's own log (last lines):", *tail]), file=sys.stderr)
         failed = reports / stage / f"{stage}.failed.ipynb"
         if executed.exists():
             failed.parent.mkdir(parents=True, exist_ok=True)

@@ -113,33 +113,56 @@ def node_labels(layer_graph) -> np.ndarray:
 
 
 def effect_distributions(effects: dict, graph, max_nodes: int = 40, title: str = ""):
-    """Fig. 3: per layer, the distribution over X of each node's treatment effect (box per node).
+    """Fig. 3: per layer, the distribution over X of each node's treatment effect (box per node): the change in the
+    class logit when the node's edges to the layer's targets are removed.
 
-    `effects`: layer -> (parents, N) array. Nodes are sorted by mean effect; layers with more than
-    `max_nodes` parents show the `max_nodes` of largest |mean effect|.
+    `effects`: layer -> (parents, N) array. A layer with more than `max_nodes` parents shows, of each label
+    (necessary, distracting, irrelevant), the nodes of largest |mean effect|, a third of `max_nodes` per label (a
+    label with fewer nodes leaves its share to the others), so that every label is seen; the rule is in the panel
+    title. Nodes are sorted by mean effect.
     """
     layers = [lg for lg in graph.layers if lg.layer in effects]
     if not layers:
         return _empty_figure(title + " (no layer has targets)")
-    fig, axes = plt.subplots(len(layers), 1, figsize=(11, 2.3 * len(layers)), squeeze=False)
+    fig, axes = plt.subplots(len(layers), 1, figsize=(11, 2.4 * len(layers)), squeeze=False)
     for ax, lg in zip(axes[:, 0], layers):
         te = np.asarray(effects[lg.layer])
         labels = node_labels(lg)
-        order = np.argsort(-np.abs(te.mean(1)))[:max_nodes]
+        order = balanced_selection(te.mean(1), labels, max_nodes)
         order = order[np.argsort(te[order].mean(1))]
         df = pd.DataFrame({"node": np.repeat([str(j) for j in order], te.shape[1]),
                            "effect": te[order].ravel(), "label": np.repeat(labels[order], te.shape[1])})
         sns.boxplot(data=df, x="node", y="effect", hue="label", palette=LABEL_COLORS, dodge=False,
                     fliersize=1, linewidth=0.6, ax=ax, hue_order=list(LABEL_COLORS))
         ax.axhline(0, color="k", lw=0.6)
-        shown = f" ({len(order)} of {lg.n_parents} nodes)" if len(order) < lg.n_parents else ""
-        ax.set_title(f"{lg.layer}: parents -> {len(lg.targets)} target(s){shown}", fontsize=9)
+        counts = ", ".join(f"{int((labels == name).sum())} {name}" for name in LABEL_COLORS)
+        shown = (f"; shown: the largest |mean effect| of each label, {len(order)} of {lg.n_parents}"
+                 if len(order) < lg.n_parents else "")
+        ax.set_title(f"{lg.layer}: {lg.n_parents} parents ({counts}) -> {len(lg.targets)} target(s){shown}", fontsize=8)
         ax.set_xlabel("")
+        ax.set_ylabel("change in the\nclass logit", fontsize=8)
         ax.tick_params(axis="x", labelsize=6, rotation=90)
         ax.legend(fontsize=7, loc="lower right") if ax is axes[0, 0] else ax.legend_.remove()
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def balanced_selection(mean_effect: np.ndarray, labels: np.ndarray, max_nodes: int) -> np.ndarray:
+    """Indices of at most `max_nodes` nodes: per label, those of largest |mean effect|, an equal share per label
+    (unused shares go to the labels with more nodes)."""
+    if len(mean_effect) <= max_nodes:
+        return np.arange(len(mean_effect))
+    by_label = {name: np.flatnonzero(labels == name) for name in LABEL_COLORS}
+    by_label = {name: idx[np.argsort(-np.abs(mean_effect[idx]))] for name, idx in by_label.items() if len(idx)}
+    quota = {name: 0 for name in by_label}
+    left = max_nodes
+    while left > 0 and any(quota[n] < len(by_label[n]) for n in by_label):
+        for name in by_label:
+            if left > 0 and quota[name] < len(by_label[name]):
+                quota[name] += 1
+                left -= 1
+    return np.concatenate([by_label[name][:quota[name]] for name in by_label])
 
 
 def graph_drawing(graph, max_edges: int = 400, title: str = ""):
