@@ -134,7 +134,7 @@ for m in results:
 
 # %% [markdown]
 # ## Figures 4-5: the causal graph of the figure class
-# Each column holds the parents of the named layer (input side left). Lines join necessary parents to their targets.
+# Each column holds the outputs of the layer named under it (input side left), i.e. the parents tested for the next layer; necessary nodes are drawn at the top with their ids, and a column of more than 48 nodes shows the necessary ones of largest |mean effect| first, then the largest of each other label (the counts are under the column). Lines join necessary parents to their targets; in a layer with more than 400 such edges a seeded sample of 400 is drawn, and the title says so.
 
 # %%
 for m in results:

@@ -11,3 +11,18 @@ def test_fig3_shows_every_label_when_one_label_has_the_largest_effects():
     assert sorted(chosen.tolist()) == [0, 1, 5, 6, 7, 8]
     assert sorted(balanced_selection(mean, labels, 7).tolist()) == [0, 1, 2, 5, 6, 7, 8]
     assert len(balanced_selection(mean, labels, 20)) == 9
+
+
+def test_fig4_draws_necessary_nodes_first_by_effect_and_keeps_every_label():
+    from causal_interp.discovery import LayerGraph
+    from causal_interp.plotting import drawn_nodes, graph_drawing
+
+    lg = LayerGraph("fc", 10, [0], necessary=[1, 2, 3, 4], distracting=[5, 6], irrelevant=[0, 7, 8, 9],
+                    mean_effect=[0.0, -0.1, -0.5, -0.3, -0.2, 0.4, 0.1, 0.01, 0.02, 0.03], z=[0.0] * 10, p=[1.0] * 10)
+    assert drawn_nodes(lg, 6) == [2, 3, 4, 1, 5, 9]
+    assert drawn_nodes(lg, 100) == [2, 3, 4, 1, 5, 6, 9, 8, 7, 0]
+
+    class Graph:
+        layers, class_name, class_index = [lg], "three", 3
+    fig = graph_drawing(Graph(), max_nodes=6)
+    assert "10 nodes, 6 drawn" in fig.axes[0].get_xticklabels()[0].get_text()

@@ -165,42 +165,75 @@ def balanced_selection(mean_effect: np.ndarray, labels: np.ndarray, max_nodes: i
     return np.concatenate([by_label[name][:quota[name]] for name in by_label])
 
 
-def graph_drawing(graph, max_edges: int = 400, title: str = ""):
-    """Figs. 4-5: the graph drawn layer by layer (input side left, class right).
+def drawn_nodes(lg, max_nodes: int) -> list[int]:
+    """The parents of LayerGraph `lg` that fig. 4 draws, top to bottom: necessary ones first (largest |mean effect|
+    first, up to two thirds of `max_nodes`), then distracting and irrelevant ones (`balanced_selection`)."""
+    necessary = lg.ranked()[:max(1, 2 * max_nodes // 3)]
+    labels = node_labels(lg)
+    others = np.array([j for j in range(lg.n_parents) if labels[j] != "necessary"], dtype=int)
+    rest = others[balanced_selection(np.asarray(lg.mean_effect)[others], labels[others], max_nodes - len(necessary))] \
+        if len(others) else others
+    rest = sorted(rest.tolist(), key=lambda j: (list(LABEL_COLORS).index(labels[j]), -abs(lg.mean_effect[j])))
+    return list(necessary) + rest
 
-    Each column holds the parents of one analysed layer; necessary nodes red, distracting blue,
-    irrelevant grey. Lines join necessary parents to their targets in the next column (a seeded uniform
-    sample of `max_edges` per layer when there are more).
+
+def graph_drawing(graph, max_nodes: int = 48, max_edges: int = 400, title: str = ""):
+    """Figs. 4-5: the graph drawn layer by layer, input side left, the class logit right.
+
+    Column i holds the outputs of the layer named under it (the first: the input channels), i.e. the parents tested
+    for the next layer; necessary nodes red (drawn at the top, ids written beside them), distracting blue, irrelevant
+    grey. A column with more than `max_nodes` nodes shows a selection (`drawn_nodes`), stated under it. Lines join
+    necessary parents to their targets; when a layer has more than `max_edges` edges among the drawn nodes, a seeded
+    uniform sample of them is drawn, and the figure says so.
     """
     layers = list(reversed(graph.layers))  # input side first
     rng = np.random.default_rng(0)
-    fig, ax = plt.subplots(figsize=(min(2.0 * (len(layers) + 1), 22), 6))
-    ys = []
+    fig, ax = plt.subplots(figsize=(min(2.2 * (len(layers) + 1), 22), 6.5))
+    pos = []                                    # per column: {node: y}
     for col, lg in enumerate(layers):
-        y = np.linspace(0, 1, lg.n_parents) if lg.n_parents > 1 else np.array([0.5])
-        ys.append(y)
+        nodes = drawn_nodes(lg, max_nodes)
+        y = np.linspace(1, 0, len(nodes)) if len(nodes) > 1 else np.array([0.5])
+        pos.append(dict(zip(nodes, y)))
         labels = node_labels(lg)
-        size = max(4, 60 / np.sqrt(lg.n_parents))
+        size = max(6, 60 / np.sqrt(len(nodes)))
         for lab, color in LABEL_COLORS.items():
-            idx = np.flatnonzero(labels == lab)
+            idx = [i for i, j in enumerate(nodes) if labels[j] == lab]
             ax.scatter(np.full(len(idx), col), y[idx], s=size, c=color, label=lab if col == 0 else None,
                        zorder=3, edgecolors="none")
-    ys.append(np.array([0.5]))  # the class logit
+        shown_necessary = [j for j in nodes if labels[j] == "necessary"]
+        if len(shown_necessary) <= 24:
+            for j in shown_necessary:
+                ax.annotate(str(j), (col, pos[col][j]), xytext=(-4, 0), textcoords="offset points", ha="right",
+                            va="center", fontsize=6, color="tab:red")
+    pos.append({0: 0.5})                        # the class logit
     ax.scatter([len(layers)], [0.5], s=80, c="k", zorder=3)
     ax.annotate(f"class {graph.class_name or graph.class_index}", (len(layers), 0.5), xytext=(8, 0),
                 textcoords="offset points", va="center")
+    sampled = []
     for col, lg in enumerate(layers):
-        nxt = ys[col + 1]
         is_top = col == len(layers) - 1
-        edges = [(j, t) for j in lg.necessary for t in lg.targets]
+        edges = [(j, 0 if is_top else t) for j in lg.necessary if j in pos[col] for t in (lg.targets[:1] if is_top else lg.targets)
+                 if is_top or t in pos[col + 1]]
         if len(edges) > max_edges:
+            sampled.append(len(edges))
             edges = [edges[i] for i in rng.choice(len(edges), max_edges, replace=False)]
-        segments = [[(col, ys[col][j]), (col + 1, nxt[0] if is_top else nxt[t])] for j, t in edges]
+        segments = [[(col, pos[col][j]), (col + 1, pos[col + 1][t])] for j, t in edges]
         ax.add_collection(LineCollection(segments, colors="tab:red", linewidths=0.3, alpha=0.35, zorder=1))
-    ax.set_xticks(range(len(layers) + 1), [lg.layer for lg in layers] + ["logit"], rotation=45, fontsize=8)
+    names = ["input"] + [lg.layer for lg in layers[:-1]] + [layers[-1].layer if layers else ""]
+    ticks = []
+    for col, lg in enumerate(layers):
+        shown = len(pos[col])
+        ticks.append(f"{names[col]}\n({lg.n_parents} nodes" + (f", {shown} drawn)" if shown < lg.n_parents else ")")
+                     + f"\n{len(lg.necessary)} necessary")
+    ticks.append(f"{names[-1]}\n(class logit)")
+    ax.set_xticks(range(len(layers) + 1), ticks, fontsize=7 if len(layers) <= 8 else 6,
+                  rotation=0 if len(layers) <= 8 else 90)
+    ax.set_xlabel("outputs of layer (the parents tested for the next layer)", fontsize=8)
     ax.set_yticks([])
     ax.legend(loc="upper left", fontsize=8, bbox_to_anchor=(1.0, 1.0))
-    ax.set_title(title or f"causal graph of class {graph.class_name or graph.class_index}")
+    note = (f"\nedges: a seeded sample of {max_edges} per layer in {len(sampled)} layer(s) with more "
+            f"({sum(sampled)} edges there in all)") if sampled else ""
+    ax.set_title((title or f"causal graph of class {graph.class_name or graph.class_index}") + note, fontsize=10)
     ax.grid(False)
     fig.tight_layout()
     return fig
