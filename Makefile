@@ -13,7 +13,7 @@ REPAIR ?=
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup data repro test test-book smoke notebooks
+.PHONY: setup data repro test test-book smoke notebooks readme
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ test-book: setup
 
 smoke: data
 	$(BIN)/python -m causal_interp.pipeline --all --profile smoke --root .cache/smoke
+
+# the README's results block, from the committed reports' summary rows
+readme: setup
+	$(BIN)/python -m causal_interp.book --readme README.md
 
 # notebooks/*.py (jupytext percent format) are the sources; the paired .ipynb are what papermill executes
 notebooks: setup

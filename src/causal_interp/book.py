@@ -93,6 +93,41 @@ def index_page(reports: Path, pages: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+README_BEGIN, README_END = "<!-- results:begin (make readme) -->", "<!-- results:end -->"
+
+
+BEYOND_THE_PAPER = ("sanity_checks", "metric_agreement", "benchmarks")
+
+
+def results_markdown(reports: Path, params_file: Path = REPO / "params.yaml") -> str:
+    """The README's results: the trained models' accuracy, then per paper figure its claim and every headline row
+    (number and verdict) of the stages that make it, then the checks beyond the paper; from the committed
+    `summary/*.json`, worded as in the notebooks."""
+    from .config import read_yaml
+
+    trained = ["train_lenet", "finetune_cifar10", *(read_yaml(params_file).get("architectures") or [])]
+    groups = [("**The trained models.**", trained)]
+    groups += [(f"**Figure {fig.number}.** {fig.claim}", fig.stages) for fig in FIGURES]
+    groups += [("**Beyond the paper:** sanity checks, agreement of metrics, speed of the engine.", BEYOND_THE_PAPER)]
+    lines = []
+    for head, stages in groups:
+        rows = [f"  * `{s.partition(':')[0]}`: {row_text(r)}" for s in stages for r in summary_rows(reports, s)]
+        lines += [f"* {head}", *(rows or ["  * (not run yet)"])]
+    return "\n".join(lines) + "\n"
+
+
+def update_readme(readme: Path, reports: Path) -> bool:
+    """Rewrite the results block of `readme` from `reports`; True if it changed."""
+    text = readme.read_text()
+    if README_BEGIN not in text or README_END not in text:
+        raise ValueError(f"{readme} has no results block ({README_BEGIN} ... {README_END})")
+    head, rest = text.split(README_BEGIN, 1)
+    _, tail = rest.split(README_END, 1)
+    new = head + README_BEGIN + "\n" + results_markdown(reports) + README_END + tail
+    readme.write_text(new)
+    return new != text
+
+
 def build(reports: str | Path = REPO / "reports", out: str | Path | None = None, root: str | Path = REPO) -> Path:
     """Build the site into `out` (default reports/book), replacing it only when the build has succeeded."""
     from mkdocs.commands.build import build as mkdocs_build
@@ -146,7 +181,12 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(os.environ[ROOT_ENV]) if os.environ.get(RUN_ALL_ENV) == "1" and ROOT_ENV in os.environ else REPO
     parser.add_argument("--reports", default=str(root / "reports"), help="the reports folder (default: reports/)")
     parser.add_argument("--out", default=None, help="where the site goes (default: <reports>/book)")
+    parser.add_argument("--readme", default=None, help="only rewrite this README's results block from the reports")
     args = parser.parse_args(argv)
+    if args.readme:
+        changed = update_readme(Path(args.readme), Path(args.reports))
+        print(f"{args.readme}: results block {'rewritten' if changed else 'already up to date'}")
+        return 0
     build(args.reports, args.out)
     return 0
 
