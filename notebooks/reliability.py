@@ -138,15 +138,15 @@ metrics = {"settings": {k: v for k, v in dataclasses.asdict(cfg).items() if k !=
 lines, headline = [], {}
 for m in results:
     t = table[table.model == m]
-    pooled = float((t.share_always * t.hard_nodes).sum() / max(t.hard_nodes.sum(), 1))
+    pooled = reliability.pooled_share(t.to_dict(orient="records"))
     low_b = rates[(rates.model == m) & (rates.b <= 0.1)].rate.mean()
     high_b = rates[(rates.model == m) & (rates.b >= 0.4)].rate.mean()
     metrics["models"][m] = {
         "runs": int(t.runs.iloc[0]), "classes": sorted(int(c) for c in t["class"].unique()),
         "layers": list(t.layer.unique()), "seconds": timing[m],
         "share_of_hard_nodes_in_every_run": pooled,
-        "share_in_every_run_per_layer": t.groupby("layer", sort=False).apply(
-            lambda d: float((d.share_always * d.hard_nodes).sum() / max(d.hard_nodes.sum(), 1))).to_dict(),
+        "share_in_every_run_per_layer": {layer: reliability.pooled_share(d.to_dict(orient="records"))
+                                         for layer, d in t.groupby("layer", sort=False)},
         "mean_rate_b_le_0.1": float(low_b), "mean_rate_b_ge_0.4": float(high_b),
         "soft_only_nodes_per_class_and_layer": float(t.soft_only_nodes.mean()),
     }

@@ -123,3 +123,9 @@ def test_fidelity_at_reads_the_largest_share_of_at_most_a_fifth():
                           (0.5, "critical", 0.0), (0.5, "random", 0.1), (0.5, "magnitude", 0.1)]])
     assert fidelity_at(rows) == (0.9, 0.1, {"critical": 0.3, "random": 0.7, "magnitude": 0.7})
     assert fidelity_at(rows[rows.share != 0.1])[1:] == (None, {})
+
+
+def test_random_mask_sets_differ_between_classes_and_draws_but_not_between_runs():
+    from causal_interp.masking import mask_seed
+    seeds = {mask_seed(0, c, d) for c in range(10) for d in range(3)}
+    assert len(seeds) == 30 and mask_seed(0, 3, 1) == mask_seed(0, 3, 1) != mask_seed(1, 3, 1)

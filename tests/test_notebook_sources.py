@@ -48,6 +48,8 @@ def imported_modules(tree: ast.Module, nested: bool = True) -> set[str]:
                 names.add(node.module.split(".")[0])
             elif node.module and node.module.startswith("causal_interp."):
                 names.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):               # import causal_interp.x
+            names |= {a.name.split(".")[1] for a in node.names if a.name.startswith("causal_interp.")}
     return {n for n in names if (PACKAGE / f"{n}.py").is_file()}
 
 

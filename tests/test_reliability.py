@@ -60,3 +60,13 @@ def test_config_checks():
         reliability.ReliabilityConfig(models={"m": {}}, b_min=0.0).validate("reliability")
     with pytest.raises(ValueError, match="at least one training stage"):
         reliability.ReliabilityConfig().validate("reliability")
+
+
+def test_pooled_share_skips_layers_without_hard_nodes():
+    import math
+
+    from causal_interp.reliability import pooled_share
+    rates = [{"hard_nodes": 4, "share_always": 0.5}, {"hard_nodes": 0, "share_always": float("nan")},
+             {"hard_nodes": 6, "share_always": 1.0}]
+    assert pooled_share(rates) == 0.8
+    assert math.isnan(pooled_share([{"hard_nodes": 0, "share_always": float("nan")}])) and math.isnan(pooled_share([]))

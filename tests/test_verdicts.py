@@ -56,3 +56,20 @@ def test_the_readme_states_every_claim_and_criterion_verbatim():
     for key in verdicts.CLAIMS:
         assert f"* **{verdicts.CLAIMS[key]}**: {verdicts.CRITERIA[key]}." in readme, key
     assert verdicts.BIAS in readme
+
+
+def test_a_method_without_a_score_is_left_out_and_an_unscored_causal_map_is_not_resolved():
+    nan = float("nan")
+    v = verdicts.irof_verdict({"Causal": (nan, nan, nan), "MWP": (30, 25, 35)}, "p")
+    assert v.outcome == "not resolved" and "could not be scored" in v.number
+    v = verdicts.le_verdict({"Causal": (0.1, 0.09, 0.11), "RISE": (nan, nan, nan), "IG": (0.5, 0.4, 0.6)}, "p")
+    assert v.holds and "RISE" not in v.number and "rank" not in v.detail
+    v = verdicts.irof_verdict({"Causal": (20, 15, 24), "MWP": (nan, nan, nan), "IG": (30, 25, 35)}, "p")
+    assert v.outcome == "does not hold" and v.detail == "rank 2 of 2, interval entirely below IG's"
+    assert verdicts.le_verdict({"Causal": (0.0, 0.0, 0.0), "IG": (0.5, 0.4, 0.6)}, "p").holds   # no division by zero
+
+
+def test_repair_bias_is_judged_where_the_class_accuracy_rises_most():
+    # the rise is largest at share 0.5, where the false-positive rate is still low: not bias, and no repair either
+    v = verdicts.repair_verdict([0.8, 0.95, 0.85], [0.9, 0.8, 0.7], [0.01, 0.02, 0.3], "p")
+    assert v.outcome == "does not hold"

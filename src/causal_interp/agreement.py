@@ -8,7 +8,7 @@ seeded perturbations for every method, examples from the evaluation half.
 
 * robustness (lower is better): Local Lipschitz Estimate, Max-Sensitivity, Avg-Sensitivity;
 * faithfulness: IROF (area over the curve, higher is better), Pixel-Flipping (most relevant first, area under the
-  class-probability curve, lower is better), Region-Perturbation (most relevant first, AOPC: the mean drop of the class
+  class-probability curve, lower is better; about `flip_steps` steps per channel, Quantus flips RGB channels apart), Region-Perturbation (most relevant first, AOPC: the mean drop of the class
   probability over the perturbation steps, higher is better).
 
 A property-level claim ("the causal maps are the most robust / faithful") is made only where every metric of that
@@ -82,6 +82,7 @@ def metrics(cfg: AgreementConfig, image_shape: tuple) -> dict:
 
     common = dict(return_aggregate=False, disable_warnings=True, display_progressbar=False, normalise=False, abs=False)
     pixels = int(np.prod(image_shape[-2:]))
+    step = max(d for d in range(1, max(1, pixels // cfg.flip_steps) + 1) if pixels % d == 0)   # Quantus: must divide
     return {
         "LE": quantus.LocalLipschitzEstimate(nr_samples=cfg.samples, perturb_mean=cfg.noise_mean,
                                              perturb_std=cfg.noise_std, **common),
@@ -90,7 +91,7 @@ def metrics(cfg: AgreementConfig, image_shape: tuple) -> dict:
         "AvgSensitivity": quantus.AvgSensitivity(nr_samples=cfg.samples, lower_bound=cfg.sensitivity_radius,
                                                  **common),
         "IROF": quantus.IROF(segmentation_method="slic", perturb_baseline="mean", perturb_func=replace_segment, **common),
-        "PixelFlipping": quantus.PixelFlipping(features_in_step=max(1, pixels // cfg.flip_steps), perturb_baseline="black",
+        "PixelFlipping": quantus.PixelFlipping(features_in_step=step, perturb_baseline="black",
                                                return_auc_per_sample=True, **common),
         "RegionPerturbation": quantus.RegionPerturbation(patch_size=cfg.region_patch, order="morf",
                                                          regions_evaluation=cfg.region_steps, perturb_baseline="black",
@@ -101,7 +102,7 @@ def metrics(cfg: AgreementConfig, image_shape: tuple) -> dict:
 def per_example(name: str, out) -> np.ndarray:
     """One number per example: Region-Perturbation's curve of probability drops becomes its mean (AOPC)."""
     if name == "RegionPerturbation":
-        return np.array([np.mean(c) if len(c) else np.nan for c in out], dtype=float)
+        return np.array([np.mean(c) if np.ndim(c) and len(c) else np.nan for c in out], dtype=float)
     return np.asarray(out, dtype=float)
 
 

@@ -247,9 +247,15 @@ class Setup:
         return self.x_test[idx], self.y_test[idx]
 
 
+def mask_seed(seed: int, class_index: int, draw: int) -> int:
+    """The seed of one random mask set: different for every class and draw (so the random control of one class is
+    not the same parents as another's), the same on every run."""
+    return (seed * 1_000_003 + class_index) * 1009 + draw
+
+
 def fidelity_rows(su: Setup, shares, random_draws: int, seed: int, desc: str = "classes") -> list[dict]:
     """Fig. 10: per class graph and share, the class accuracy (evaluation half) with that share of every layer's
-    parents masked, ranked by `critical` effect, weight `magnitude` and `random_draws` random orders (seed + draw)."""
+    parents masked, ranked by `critical` effect, weight `magnitude` and `random_draws` random orders (`mask_seed`)."""
     from .progress import progress
 
     rows = []
@@ -257,7 +263,7 @@ def fidelity_rows(su: Setup, shares, random_draws: int, seed: int, desc: str = "
         xc, yc = su.class_examples(c)
         for share in shares:
             for how, draw in [("critical", 0), ("magnitude", 0)] + [("random", d) for d in range(random_draws)]:
-                masks = fidelity_masks(g, share, how, su.model, seed=seed + draw)
+                masks = fidelity_masks(g, share, how, su.model, seed=mask_seed(seed, c, draw))
                 with masked(su.model, masks, su.n_parents):
                     rows.append({"class": c, "class_name": su.classes[c], "share": share, "ranking": how,
                                  "accuracy": accuracy(su.model, xc, yc),
@@ -278,7 +284,7 @@ def fidelity_at(rows) -> tuple[float, float | None, dict]:
 def repair_rows(su: Setup, shares, random_draws: int, seed: int, all_classes_examples: int | None,
                 desc: str = "classes") -> list[dict]:
     """Fig. 11: per class graph and share, with that share of the class's distracting-then-irrelevant parents masked
-    (`graph`), of its irrelevant parents only (`irrelevant`) and of as many random parents (`random`, seed + draw):
+    (`graph`), of its irrelevant parents only (`irrelevant`) and of as many random parents (`random`, `mask_seed`):
     the class accuracy and, on `all_classes_examples` evaluation examples of every class, `class_bias`."""
     from .progress import progress
 
@@ -288,7 +294,7 @@ def repair_rows(su: Setup, shares, random_draws: int, seed: int, all_classes_exa
         xc, yc = su.class_examples(c)
         for share in shares:
             for how, draw in [("graph", 0), ("irrelevant", 0)] + [("random", d) for d in range(random_draws)]:
-                masks = repair_masks(g, share, how, seed=seed + draw)
+                masks = repair_masks(g, share, how, seed=mask_seed(seed, c, draw))
                 with masked(su.model, masks, su.n_parents):
                     rows.append({"class": c, "class_name": su.classes[c], "share": share, "mask": how,
                                  "class_accuracy": accuracy(su.model, xc, yc), **class_bias(su.model, x_all, y_all, c),

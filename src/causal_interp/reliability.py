@@ -132,6 +132,14 @@ def appearance_rates(graph: ClassGraph, records: list[dict]) -> dict:
     return out
 
 
+def pooled_share(rates: list[dict]) -> float:
+    """Fig. 7's number: the share of hard-graph nodes necessary in every run, pooled over the given per-layer rates
+    (`appearance_rates` values, any classes and layers). A layer without hard nodes contributes nothing; NaN when no
+    layer has any."""
+    nodes = sum(r["hard_nodes"] for r in rates)
+    return sum(r["share_always"] * r["hard_nodes"] for r in rates if r["hard_nodes"]) / nodes if nodes else float("nan")
+
+
 def rates_by_b(graph: ClassGraph, records: list[dict]) -> list[dict]:
     """Rows (layer, b, node, rate over the runs at that b) for the hard-graph nodes."""
     rows = []

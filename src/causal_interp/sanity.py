@@ -9,8 +9,8 @@ the model? (stage `sanity_checks`)
   the causal method the class graphs are **rediscovered on every randomised model** (`Rediscovering`): reusing the
   trained model's graphs would not test the method.
 
-Every method is an explanation function of the model Quantus passes (`FollowModel`), normalised by Quantus' default
-(|a| / max |a|, `abs` and `normalise` as its defaults for each metric), the same for every method. The thresholds of
+Every method is an explanation function of the model Quantus passes (`FollowModel`), every map normalised |a| / max |a|
+per example (`evaluation.normalised`; Quantus' own normalisation would divide by the maximum of a whole batch). The thresholds of
 the verdicts are ours and stated: a map passes a check when the 95% interval of its median similarity lies below 0.5,
 fails when it lies above 0.9, and is not resolved otherwise.
 """
@@ -195,7 +195,8 @@ def _score(metric, model, x, y, explain, seed: int):
 def random_logit(model: nn.Module, x: np.ndarray, y: np.ndarray, explain, num_classes: int, seed: int) -> np.ndarray:
     """Per-example SSIM between the maps of the true class and of a random other class."""
     metric = quantus.RandomLogit(similarity_func=quantus.similarity_func.ssim, num_classes=num_classes, seed=seed,
-                                 disable_warnings=True)
+                                 normalise=False, abs=False, disable_warnings=True)
+    explain = evaluation.normalised(explain)          # |a| / max |a| per example, not per batch
     out = _score(metric, model, x, y, explain, seed)
     if len(out) == len(x) and any(v is None or isinstance(v, (list, np.ndarray)) for v in out):    # one by one
         out = [np.nan if v is None else v[0] for v in out]
@@ -206,7 +207,8 @@ def mprt(model: nn.Module, x: np.ndarray, y: np.ndarray, explain, seed: int) -> 
     """{layer randomised last: per-example Spearman correlation with the trained model's map}, cascading top-down
     (the first entry randomises the output layer only, the last every layer). The model itself is not changed."""
     metric = quantus.MPRT(similarity_func=quantus.similarity_func.correlation_spearman, layer_order="top_down",
-                          seed=seed, disable_warnings=True)
+                          seed=seed, normalise=False, abs=False, disable_warnings=True)
+    explain = evaluation.normalised(explain)          # |a| / max |a| per example, not per batch
     out = _score(metric, model, x, y, explain, seed)
     if isinstance(out, list):                  # scored one example at a time: [{layer: [score]} or None, ...]
         layers = next((list(o) for o in out if o is not None), [])

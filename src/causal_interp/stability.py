@@ -66,6 +66,8 @@ class StabilityConfig:
                 raise ValueError(f"{section}.{name} must be increasing shares in [0, 1] starting at 0, got {v}")
         if not any(0 < s <= 0.2 for s in self.fidelity_shares):
             raise ValueError(f"{section}.fidelity_shares needs a share in (0, 0.2]: fig. 10's claim is about 20% or less")
+        if self.classes is not None and self.le_class not in self.classes:
+            raise ValueError(f"{section}.le_class {self.le_class} is not one of {section}.classes {self.classes}")
         if not (self.eps <= self.b_min <= self.b_max <= 1 - self.eps):
             raise ValueError(f"{section}: need eps <= b_min <= b_max <= 1 - eps")
         self.protocol_config()
@@ -102,14 +104,23 @@ def discover(model, halves, cfg: StabilityConfig, protocol: str, cache_dir: Path
     """{class: ClassGraph} of one graph protocol, cached per class like discover_graphs."""
     classes = cfg.classes if cfg.classes is not None else list(range(halves.data.num_classes))
     kw = GRAPH_PROTOCOLS[protocol]
-    key = hashlib.sha256(json.dumps([model_hash, kw, cfg.examples_per_class, cfg.alpha, cfg.correct_only]).encode()
-                         ).hexdigest()[:12]
+    key = settings_key(model_hash, kw, cfg.examples_per_class, cfg.alpha, cfg.correct_only, data_split(halves))
     xd, yd = halves.x[halves.discovery], halves.y[halves.discovery]
     found = discovery.discover_all(model, xd, yd, classes, halves.data.classes, cfg.examples_per_class,
                                    discovery.Intervention(), kw["test"], cfg.alpha, cache_dir=cache_dir, key=key,
                                    max_batch=cfg.max_batch, correct_only=cfg.correct_only, log=lambda *a: None,
                                    desc=f"{protocol} graphs", fallback=kw.get("fallback", False))
     return {c: g for c, (g, _) in found.items()}
+
+
+def settings_key(*settings) -> str:
+    """A cache key of everything that changes a cached result (JSON of the settings, hashed)."""
+    return hashlib.sha256(json.dumps(settings, default=str).encode()).hexdigest()[:12]
+
+
+def data_split(halves) -> str:
+    """The discovery half itself (graph examples are indices into it): a key part that changes with the split."""
+    return hashlib.md5(halves.discovery.numpy().tobytes()).hexdigest()
 
 
 def setup(model, halves, graphs: dict) -> masking.Setup:
@@ -121,15 +132,13 @@ def setup(model, halves, graphs: dict) -> masking.Setup:
 def reliability_verdict(model, halves, graphs: dict, cfg: StabilityConfig, name: str, cache_dir: Path) -> verdicts.Verdict:
     """Fig. 7: the share of hard-graph nodes necessary in every soft run, pooled over classes and layers."""
     b = reliability.b_schedule(cfg.reliability_runs, cfg.b_min, cfg.b_max, cfg.runs_per_b)
-    always = total = 0
+    rates = []
     for c, hard in graphs.items():
         records = reliability.soft_sweep(model, halves.x[halves.discovery][hard.examples], hard, b, cfg.eps, cfg.seed,
                                          None, cfg.max_batch, cache_dir / f"class_{c}.jsonl", log=lambda *a: None,
                                          desc=f"{name} soft runs")
-        for r in reliability.appearance_rates(hard, records).values():
-            always += r["share_always"] * r["hard_nodes"]
-            total += r["hard_nodes"]
-    return verdicts.reliability_verdict(always / max(total, 1), name + f", {cfg.reliability_runs} soft runs per class")
+        rates += list(reliability.appearance_rates(hard, records).values())
+    return verdicts.reliability_verdict(reliability.pooled_share(rates), name + f", {cfg.reliability_runs} soft runs per class")
 
 
 def fidelity_verdict(df: pd.DataFrame, name: str) -> verdicts.Verdict:
@@ -201,7 +210,9 @@ def run(cfg: StabilityConfig, data_cfg, models_dir: Path, cache: Path, checkpoin
             graphs = discover(model, halves, cfg, protocol, cache / "graphs", model_hash)
             su = setup(model, halves, graphs)
             found = {
-                7: reliability_verdict(model, halves, graphs, cfg, name, cache / "reliability" / f"{model_hash[:12]}-{protocol}"),
+                7: reliability_verdict(model, halves, graphs, cfg, name, cache / "reliability" / settings_key(
+                    model_hash, protocol, data_split(halves), cfg.examples_per_class, cfg.alpha, cfg.correct_only,
+                    cfg.reliability_runs, cfg.runs_per_b, cfg.b_min, cfg.b_max, cfg.eps, cfg.seed)),
                 8: le_verdict(raw, graphs[pcfg.class_index], x01, y, others, pcfg, name),
                 10: fidelity_verdict(pd.DataFrame(masking.fidelity_rows(su, cfg.fidelity_shares, cfg.random_draws,
                                                                         cfg.seed, desc=f"{name}: fig. 10")), name),

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 CLAIMS = {
     "le": "the causal maps have the lowest Local Lipschitz Estimate (LE, lower is more stable) by a wide margin",
     "irof": "the causal maps' IROF is the best or on par with the best method (higher is more faithful)",
@@ -24,8 +26,9 @@ CRITERIA = {
     "fidelity": "holds when, at the largest share of at most 20%, the class accuracy is below half the unmasked accuracy "
                 "and at least 0.1 below both the random and the weight-magnitude rankings",
     "repair": "holds when at some share the class accuracy rises by more than 0.005 while the all-class accuracy stays "
-              "within 0.005; when the class accuracy rises but the class's false-positive rate rises by more than 0.05, "
-              "the rise is bias towards the class; otherwise it does not hold",
+              "within 0.005; when the class accuracy rises but, at the share of its largest rise, the class's "
+              "false-positive rate has risen by more than 0.05, the rise is bias towards the class; otherwise it does "
+              "not hold",
 }
 HOLDS, FAILS, UNRESOLVED = "holds", "does not hold", "not resolved"
 BIAS = "class accuracy rises as the paper reports; it is bias towards the class, not repair"
@@ -53,40 +56,65 @@ def _fmt(name: str, s: tuple) -> str:
     return f"{name} {s[0]:.3g} [{s[1]:.3g}, {s[2]:.3g}]"
 
 
+def _scored(summary: dict[str, tuple]) -> tuple[tuple, dict]:
+    """(the causal (median, low, high), the other methods with a finite median): a method every example of which
+    scored NaN has no place in a ranking."""
+    return summary["Causal"], {m: s for m, s in summary.items() if m != "Causal" and np.isfinite(s[0])}
+
+
+def _not_scored(claim: str, protocol: str, summary: dict) -> Verdict | None:
+    causal, others = _scored(summary)
+    if not np.isfinite(causal[0]):
+        return Verdict(claim, protocol, "the causal maps could not be scored (every example NaN)", UNRESOLVED,
+                       "not scored")
+    if not others:
+        return Verdict(claim, protocol, f"causal median {_fmt('', causal).strip()}, no other method scored", UNRESOLVED,
+                       "nothing to compare with")
+    return None
+
+
 def le_verdict(summary: dict[str, tuple], protocol: str) -> Verdict:
-    """Paper (fig. 8): lowest LE by a wide margin. `summary`: {method: (median, ci_low, ci_high)}, "Causal" among them."""
-    causal = summary["Causal"]
-    others = {m: s for m, s in summary.items() if m != "Causal"}
+    """Paper (fig. 8): lowest LE by a wide margin. `summary`: {method: (median, ci_low, ci_high)}, "Causal" among them.
+    Methods whose median is NaN are left out; a NaN causal median is not resolved."""
+    missing = _not_scored("le", protocol, summary)
+    if missing:
+        return missing
+    causal, others = _scored(summary)
     best = min(others, key=lambda m: others[m][0])
     rank = 1 + sum(s[0] < causal[0] for s in others.values())
+    n = len(others) + 1
     lowest = rank == 1
     clear = all(causal[2] < s[1] for s in others.values())
     below = [m for m, s in others.items() if s[2] < causal[1]]        # methods clearly more stable than the causal maps
     if lowest and clear:
-        detail = f"lowest, interval clear of every other method; {_fmt(best, others[best])} is {others[best][0] / causal[0]:.2g}x higher"
+        ratio = f"{others[best][0] / causal[0]:.2g}x higher" if causal[0] > 0 else "higher"
+        detail = f"lowest, interval clear of every other method; {_fmt(best, others[best])} is {ratio}"
     elif lowest:
         overlapping = [m for m, s in others.items() if s[1] <= causal[2]]
         detail = f"lowest median, but its interval overlaps {', '.join(overlapping)}'s: no wide margin"
     else:
-        detail = (f"rank {rank} of {len(summary)}; " + (f"{', '.join(below)} lower with separate intervals" if below else
+        detail = (f"rank {rank} of {n}; " + (f"{', '.join(below)} lower with separate intervals" if below else
                                                       f"{best} lower, intervals overlap"))
     return Verdict("le", protocol, f"causal LE median {_fmt('', causal).strip()}, best other {_fmt(best, others[best])}",
                    HOLDS if lowest and clear else FAILS, detail)
 
 
 def irof_verdict(summary: dict[str, tuple], protocol: str, n: int | None = None) -> Verdict:
-    """Paper (fig. 8): IROF of the causal maps best or on par. Three outcomes, see CRITERIA["irof"]."""
-    causal = summary["Causal"]
-    others = {m: s for m, s in summary.items() if m != "Causal"}
+    """Paper (fig. 8): IROF of the causal maps best or on par. Three outcomes, see CRITERIA["irof"]. Methods whose
+    median is NaN are left out; a NaN causal median is not resolved."""
+    missing = _not_scored("irof", protocol, summary)
+    if missing:
+        return missing
+    causal, others = _scored(summary)
     best = max(others, key=lambda m: others[m][0])
     rank = 1 + sum(s[0] > causal[0] for s in others.values())
     if rank == 1:
         outcome, detail = HOLDS, "highest median"
     elif causal[2] < others[best][1]:
-        outcome, detail = FAILS, f"rank {rank} of {len(summary)}, interval entirely below {best}'s"
+        outcome, detail = FAILS, f"rank {rank} of {len(others) + 1}, interval entirely below {best}'s"
     else:
         outcome = UNRESOLVED
-        detail = f"rank {rank} of {len(summary)}, interval overlaps {best}'s" + (f" with {n} examples" if n else "")
+        detail = f"rank {rank} of {len(others) + 1}, interval overlaps {best}'s" + (f" with {n} examples" if n else "")
     return Verdict("irof", protocol, f"causal IROF median {_fmt('', causal).strip()}, best other {_fmt(best, others[best])}",
                    outcome, detail)
 
@@ -112,7 +140,7 @@ def repair_verdict(class_accuracy, all_accuracy, false_positive_rate, protocol: 
     c, a, f = (list(map(float, v)) for v in (class_accuracy, all_accuracy, false_positive_rate))
     rises = [i for i in range(1, len(c)) if c[i] > c[0] + 0.005]
     repaired = [i for i in rises if a[i] >= a[0] - 0.005]
-    biased = f[-1] > f[0] + 0.05
+    biased = bool(rises) and f[max(rises, key=lambda i: c[i])] > f[0] + 0.05
     outcome = HOLDS if repaired else BIAS if rises and biased else FAILS
     return Verdict("repair", protocol,
                    f"every distracting/irrelevant path masked: class accuracy {c[0]:.3f} -> {c[-1]:.3f}, the class's "
