@@ -25,7 +25,10 @@
 #   is the same for every class. This check exposes that.
 # * **Model parameter randomisation, cascading top-down**: Spearman correlation between the map of the trained model and
 #   the map after randomising the layers one after the other, from the output down. For the causal method the class
-#   graphs are **rediscovered on every randomised model**; reusing the trained model's graphs would not test the method.
+#   graphs are **rediscovered on every randomised model**, and the trained model's graphs are rediscovered the same way
+#   (`rediscover_examples` examples per class, any prediction), so the maps differ only by the weights; reusing the
+#   trained model's graphs would not test the method. A randomised model whose graph has no node at the map layer gives
+#   an empty map, which scores 0 (the map is gone).
 #
 # Lower similarity is better for both. The thresholds are ours: a method passes a check when the bootstrap 95% interval
 # of its median similarity lies below 0.5, fails when it lies above 0.9, and is not resolved otherwise. Engine:
@@ -59,13 +62,16 @@ cfg = config.from_dict(sanity.SanityConfig, params[stage], stage)    # unknown m
 data_cfg = config.data_config(params)
 out, figs = reporting.output_dirs(out_dir)
 training.set_threads(cfg.threads)
-setups, explain, examples = {}, {}, {}
+setups, explain, explain_mprt, examples = {}, {}, {}, {}
 for m in cfg.models:    # missing model or graphs, classes without a graph, unknown layer: all stop here
     su = masking.load_setup(m, Path(models_dir), Path(reports_dir) / cfg.graphs_dir / m / cfg.graph_test, cfg.classes, data_cfg)
     layer = evaluation.map_layer(su.model, next(iter(su.graphs.values())), cfg.layers.get(m))
     halves = data.load_halves(models.model_info(Path(models_dir) / f"{m}.pt"), data_cfg)
-    explain[m] = sanity.explainers(su.model, su.graphs, layer, cfg, halves.x[halves.discovery], halves.y[halves.discovery],
-                                   cfg.graph_test, len(su.classes))
+    disc = (halves.x[halves.discovery], halves.y[halves.discovery])
+    explain[m] = sanity.explainers(su.model, su.graphs, layer, cfg, *disc, cfg.graph_test, len(su.classes))
+    if m in cfg.mprt_models:     # trained and randomised graphs discovered the same way
+        explain_mprt[m] = sanity.explainers(su.model, su.graphs, layer, cfg, *disc, cfg.graph_test, len(su.classes),
+                                            same_protocol=True)
     examples[m] = evaluation.pick_examples(su, sorted(su.graphs), cfg.examples_per_class, cfg.correct_only, cfg.seed)
     setups[m] = su
     display(Markdown(f"`{m}`: causal maps from layer `{layer}`; {len(examples[m][1])} examples for random logit"
@@ -85,7 +91,7 @@ for m, meth in progress(jobs, total=len(jobs), desc="random logit", unit="method
 jobs = [(m, meth) for m in cfg.mprt_models for meth in cfg.methods]
 for m, meth in progress(jobs, total=len(jobs), desc="model randomisation", unit="method"):
     x, y, _ = evaluation.pick_examples(setups[m], sorted(setups[m].graphs), cfg.mprt_examples_per_class, cfg.correct_only, cfg.seed)
-    for step, (layer, s) in enumerate(sanity.mprt(setups[m].model, x, y, explain[m][meth], cfg.seed).items(), 1):
+    for step, (layer, s) in enumerate(sanity.mprt(setups[m].model, x, y, explain_mprt[m][meth], cfg.seed).items(), 1):
         rows += [{"model": m, "check": "mprt", "method": meth, "step": step, "layer": layer, "example": i, "score": v}
                  for i, v in enumerate(s)]
 scores = pd.DataFrame(rows)

@@ -134,12 +134,15 @@ def zero_for_missing(explain, usable):
 
 
 def explainers(model: nn.Module, graphs: dict, layer: str, cfg: SanityConfig, x_disc, y_disc, test: str,
-               num_classes: int) -> dict:
+               num_classes: int, same_protocol: bool = False) -> dict:
     """{method: FollowModel}. The trained model's causal maps come from its discovered `graphs` (random logit asks for
     any class: a class without a graph file gets one discovered here the same way); any other model state
-    (randomised) gets every graph rediscovered."""
+    (randomised) gets every graph rediscovered. With `same_protocol` (model randomisation) the trained model's graphs
+    are rediscovered in the same way too, so that the trained and the randomised maps differ only by the weights."""
     trained = fingerprint(model)
     rediscover = Rediscovering(x_disc, y_disc, range(num_classes), cfg.rediscover_examples, test, layer)
+    if same_protocol:
+        graphs = {}
     missing = [k for k in range(num_classes) if k not in graphs]
     if missing:
         graphs = {**graphs, **Rediscovering(x_disc, y_disc, missing, cfg.rediscover_examples, test, layer).graphs(model)}
@@ -205,7 +208,9 @@ def random_logit(model: nn.Module, x: np.ndarray, y: np.ndarray, explain, num_cl
 
 def mprt(model: nn.Module, x: np.ndarray, y: np.ndarray, explain, seed: int) -> dict[str, np.ndarray]:
     """{layer randomised last: per-example Spearman correlation with the trained model's map}, cascading top-down
-    (the first entry randomises the output layer only, the last every layer). The model itself is not changed."""
+    (the first entry randomises the output layer only, the last every layer). The model itself is not changed.
+    A randomised model's map that is constant (for the causal method: its rediscovered graph has no node at the map
+    layer, so the map is empty) has no rank correlation; it scores 0, no similarity: the map is gone."""
     metric = quantus.MPRT(similarity_func=quantus.similarity_func.correlation_spearman, layer_order="top_down",
                           seed=seed, normalise=False, abs=False, disable_warnings=True)
     explain = evaluation.normalised(explain)          # |a| / max |a| per example, not per batch
@@ -213,7 +218,8 @@ def mprt(model: nn.Module, x: np.ndarray, y: np.ndarray, explain, seed: int) -> 
     if isinstance(out, list):                  # scored one example at a time: [{layer: [score]} or None, ...]
         layers = next((list(o) for o in out if o is not None), [])
         out = {layer: [np.nan if o is None else o[layer][0] for o in out] for layer in layers}
-    return {layer: np.asarray(v, dtype=float) for layer, v in out.items() if layer != "original"}   # original: 1 by definition
+    return {layer: np.nan_to_num(np.asarray(v, dtype=float), nan=0.0) for layer, v in out.items()
+            if layer != "original"}   # original: 1 by definition
 
 
 def check_outcome(low: float, high: float) -> str:
