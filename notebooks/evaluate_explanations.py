@@ -216,15 +216,13 @@ for m in setups:
     for setting in evaluation.SETTINGS:
         per = {met: {meth: summary[(m, setting, met, meth)] for meth in cfg.methods if (m, setting, met, meth) in summary}
                for met in evaluation.METRICS}
-        le, irof = evaluation.le_claim(per["LE"]), evaluation.irof_claim(per["IROF"])
         n = metrics["models"][m]["examples"]
         protocol = f"{m}, {setting} normalisation, {n} examples"
         le_v = verdicts.le_verdict(per["LE"], protocol)
         irof_v = verdicts.irof_verdict(per["IROF"], protocol + ", IROF as area over the curve", n)
         metrics["models"][m][setting] = {"medians": {met: {k: v[0] for k, v in d.items()} for met, d in per.items()},
                                          "ci95": {met: {k: v[1:] for k, v in d.items()} for met, d in per.items()},
-                                         "le_claim": le, "irof_claim": irof,
-                                         "le_verdict": le_v.outcome, "irof_verdict": irof_v.outcome}
+                                         "le_verdict": dataclasses.asdict(le_v), "irof_verdict": dataclasses.asdict(irof_v)}
         published = evaluation.PUBLISHED_LENET if m == "train_lenet" and setting == "paper" else {"LE": {}, "IROF": {}}
         headline[f"{m}-{setting}-LE"] = {"what": f"{m}: causal LE median, {setting} normalisation", "ours": per["LE"]["Causal"][0],
                                         "paper": published["LE"].get("Causal"), "verdict": le_v.outcome}

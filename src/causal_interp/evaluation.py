@@ -238,35 +238,6 @@ def median_ci(values, n_resamples: int = 2000, seed: int = 0, level: float = 0.9
     return float(np.median(v)), float(r.confidence_interval.low), float(r.confidence_interval.high)
 
 
-def le_claim(summary: dict[str, tuple]) -> dict:
-    """Paper: the causal maps have the lowest LE by a wide margin. `summary`: {method: (median, low, high)}.
-    Holds when the causal median is the lowest and its interval lies entirely below every other method's."""
-    causal = summary["Causal"]
-    others = {m: s for m, s in summary.items() if m != "Causal"}
-    best_other = min(others, key=lambda m: others[m][0])
-    lowest = causal[0] < others[best_other][0]
-    separated = all(causal[2] < s[1] for s in others.values())
-    return {"holds": bool(lowest and separated), "lowest": bool(lowest), "separated": bool(separated),
-            "best_other": best_other, "ratio_best_other_to_causal": others[best_other][0] / causal[0]
-            if causal[0] > 0 else float("inf")}
-
-
-def irof_claim(summary: dict[str, tuple], mwp: str = "ExcitationBackprop") -> dict:
-    """Paper: IROF of the causal maps is the best or on par with MWP (higher is better).
-    Best: highest median. On par: the causal interval overlaps the interval of the best other method."""
-    causal = summary["Causal"]
-    others = {m: s for m, s in summary.items() if m != "Causal"}
-    best_other = max(others, key=lambda m: others[m][0])
-    best = causal[0] >= others[best_other][0]
-    on_par = causal[2] >= others[best_other][1] and causal[1] <= others[best_other][2]
-    out = {"holds": bool(best or on_par), "best": bool(best), "on_par_with_best": bool(on_par), "best_other": best_other,
-           "rank": 1 + sum(s[0] > causal[0] for s in others.values())}
-    if mwp in others:
-        out["on_par_with_mwp"] = bool(causal[2] >= others[mwp][1] and causal[1] <= others[mwp][2])
-        out["above_mwp"] = bool(causal[0] >= others[mwp][0])
-    return out
-
-
 def map_layer(model: nn.Module, graph: ClassGraph, layer: str | None = None) -> str:
     """The layer whose graph nodes make the causal map: `layer` if given (`CausalExplainer` checks it against every
     graph), else the chain's last conv layer."""
