@@ -43,8 +43,9 @@ def test_the_built_book_works_offline_in_a_headless_browser(tmp_path):
     from playwright.sync_api import sync_playwright
 
     site = book.build(REPO / "reports", tmp_path / "book")
-    pages = sorted(site.glob("*.html"))
+    pages = sorted(site.rglob("*.html"))
     assert (site / "index.html") in pages and len(pages) > 5
+    assert any(p.parent.name == "graphs" for p in pages), "the interactive graphs are part of the book"
     problems = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"] if os.geteuid() == 0 else [])
@@ -62,6 +63,8 @@ def test_the_built_book_works_offline_in_a_headless_browser(tmp_path):
         page.route("**/*", route)
         for html in pages:
             page.goto(html.as_uri(), wait_until="load")
+            if html.parent.name == "graphs":          # plotly draws an SVG once its script has run
+                problems += [] if page.locator(".main-svg").count() else [f"{html.name}: no plotly drawing"]
             broken = page.evaluate("""() => [...document.images]
                 .filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src.slice(0, 80))""")
             problems += [f"{html.name}: image does not decode: {b}" for b in broken]
@@ -81,3 +84,20 @@ def test_a_stage_pattern_takes_only_the_matching_summary_rows(tmp_path):
         {"what": "LE", "ours": 0.5, "paper": None, "verdict": "holds for every seed"}))
     assert [r["what"] for r in book.summary_rows(reports, "reliability:fig8-*")] == ["LE"]
     assert len(book.summary_rows(reports, "reliability")) == 2
+
+
+def test_every_class_graph_gets_an_interactive_page(tmp_path):
+    from causal_interp import graph_view
+    from causal_interp.discovery import ClassGraph, LayerGraph
+
+    g = ClassGraph(3, "three", 4, {"mode": "hard"}, "paired", 0.05, layers=[
+        LayerGraph("fc2", 3, [0], [1], [2], [0], [0.0, -0.5, 0.2], [0.0, -3.0, 2.0], [0.5, 0.001, 0.02]),
+        LayerGraph("fc1", 2, [1], [0], [], [1], [-0.3, 0.0], [-2.5, 0.1], [0.006, 0.46])])
+    reports = tmp_path / "reports"
+    g.save(reports / "graphs" / "train_lenet" / "paired" / "class_3.json")
+    files = book.graph_files(reports)
+    assert list(files) == ["train_lenet-paired-class_3"]
+    pages = graph_view.write_pages(files, tmp_path / "site" / "graphs")
+    html = (tmp_path / "site" / "graphs" / pages["train_lenet-paired-class_3"]).read_text()
+    assert 'src="plotly.min.js"' in html and "mean effect -0.5" in html and (tmp_path / "site" / "graphs" / "plotly.min.js").stat().st_size > 1e6
+    assert "[class 3](graphs/train_lenet-paired-class_3.html)" in book.explorer_page(pages)

@@ -90,6 +90,7 @@ def index_page(reports: Path, pages: dict[str, str]) -> str:
         lines.append(f"| {fig.number} | {thumb} | {fig.claim} | {'<br>'.join(rows) or '(no summary)'} | {links} |")
     other = [s for s in pages if not any(s in (t.partition(":")[0] for t in f.stages) for f in FIGURES)]
     lines += ["", "## The other stages", ""] + [f"* [{s}]({pages[s]})" for s in other]
+    lines += ["", "Every class graph, interactively: [the graph explorer](graph_explorer.md)."]
     return "\n".join(lines) + "\n"
 
 
@@ -128,6 +129,37 @@ def update_readme(readme: Path, reports: Path) -> bool:
     return new != text
 
 
+CSS = """/* the index table: wide pages, wrapped cells, readable thumbnails */
+.wy-nav-content { max-width: 1500px; }
+.wy-table-responsive table td, .wy-table-responsive table th { white-space: normal; vertical-align: top; }
+.wy-table-responsive table td img { width: 220px; max-width: none; }
+"""
+
+GRAPH_FOLDERS = ("graphs", "graphs_architectures")     # reports/<folder>/<model>/<test>/class_<k>.json
+
+
+def graph_files(reports: Path) -> dict[str, Path]:
+    """Every class graph the stages wrote: {"<model>-<test>-class_<k>": path}, in a stable order."""
+    out = {}
+    for folder in GRAPH_FOLDERS:
+        for path in sorted((reports / folder).glob("*/*/class_*.json")):
+            out[f"{path.parent.parent.name}-{path.parent.name}-{path.stem}"] = path
+    return out
+
+
+def explorer_page(pages: dict[str, str]) -> str:
+    """Markdown of the graph explorer's index: one link per interactive class graph, grouped by model and test."""
+    lines = ["# Graph explorer", "",
+             "Every class graph the stages discovered, drawn interactively (plotly): hover over a node for its effect, z "
+             "and p; click a legend entry to hide a layer. The static fig. 4 of each stage shows one class per model.", ""]
+    groups: dict[str, list[str]] = {}
+    for name, page in pages.items():
+        model, test, cls = name.rsplit("-", 2)
+        groups.setdefault(f"{model}, {test} test", []).append(f"[{cls.replace('_', ' ')}](graphs/{page})")
+    lines += [f"* **{g}**: " + ", ".join(links) for g, links in groups.items()]
+    return "\n".join(lines) + "\n"
+
+
 def build(reports: str | Path = REPO / "reports", out: str | Path | None = None, root: str | Path = REPO) -> Path:
     """Build the site into `out` (default reports/book), replacing it only when the build has succeeded."""
     from mkdocs.commands.build import build as mkdocs_build
@@ -154,11 +186,17 @@ def build(reports: str | Path = REPO / "reports", out: str | Path | None = None,
                 (docs / "figures" / first).mkdir(parents=True, exist_ok=True)
                 shutil.copy(thumb, docs / "figures" / first / thumb.name)
         (docs / "index.md").write_text(index_page(reports, pages))
-        nav = [{"Figures of the paper": "index.md"}] + [{s: f"{s}.ipynb"} for s in pages]
+        (docs / "book.css").write_text(CSS)
+        from .graph_view import write_pages
+
+        graph_pages = write_pages(graph_files(reports), docs / "graphs")
+        (docs / "graph_explorer.md").write_text(explorer_page(graph_pages))
+        nav = [{"Figures of the paper": "index.md"}, {"Graph explorer": "graph_explorer.md"}] + \
+              [{s: f"{s}.ipynb"} for s in pages]
         cfg = {"site_name": "Causal analysis: replication report", "docs_dir": str(docs), "site_dir": str(site),
                "use_directory_urls": False, "nav": nav, "markdown_extensions": ["tables", "attr_list"],
-               "theme": {"name": "readthedocs", "highlightjs": False},
-               "plugins": [{"mkdocs-jupyter": {"include_requirejs": False, "ignore_h1_titles": False}}]}
+               "theme": {"name": "readthedocs", "highlightjs": False}, "extra_css": ["book.css"],
+               "plugins": [{"mkdocs-jupyter": {"include_requirejs": False, "ignore_h1_titles": True}}]}
         config_file = Path(tmp) / "mkdocs.yml"
         config_file.write_text(json.dumps(cfg))            # JSON is YAML
         os.environ.setdefault("NO_MKDOCS_2_WARNING", "1")
@@ -172,7 +210,7 @@ def build(reports: str | Path = REPO / "reports", out: str | Path | None = None,
             os.replace(out, old)
         shutil.move(str(site), str(out))
         shutil.rmtree(old, ignore_errors=True)
-    print(f"book: {len(pages)} notebooks; open {out / 'index.html'}")
+    print(f"book: {len(pages)} notebooks, {len(graph_pages)} interactive graphs; open {out / 'index.html'}")
     return out
 
 
