@@ -28,17 +28,18 @@ class PaperFigure:
     stages: tuple[str, ...]     # the stages (params sections) that make it, the first one gives the thumbnail;
                                 # "stage:pattern" takes only that stage's summary rows whose file name matches
     thumbnail: str              # file name pattern under reports/<first stage>/figures/
+    rows_in: int | None = None  # the figure whose row already lists these stages' numbers (not repeated here)
 
 
 FIGURES = (
     PaperFigure(3, "Removing a node's edges moves the class logit; the distribution over examples, per layer (LeNet/MNIST).",
                 ("discover_graphs", "arch_graphs"), "fig3_effects_train_lenet.png"),
     PaperFigure(4, "The causal graph of digit 3: necessary (red) and distracting nodes, layer by layer.",
-                ("discover_graphs", "arch_graphs"), "fig4_graph_train_lenet_*.png"),
+                ("discover_graphs", "arch_graphs"), "fig4_graph_train_lenet_*.png", rows_in=3),
     PaperFigure(5, "Causal responses of the graph's nodes, up to conv2, locate the digit's strokes.",
-                ("discover_graphs", "arch_graphs"), "fig5_maps_train_lenet.png"),
+                ("discover_graphs", "arch_graphs"), "fig5_maps_train_lenet.png", rows_in=3),
     PaperFigure(6, "ResNet18: the response to each relevant node's top-1 filter; its local maxima mark object parts.",
-                ("discover_graphs", "arch_graphs"), "fig6_top_filter_finetune_cifar10.png"),
+                ("discover_graphs", "arch_graphs"), "fig6_top_filter_finetune_cifar10.png", rows_in=3),
     PaperFigure(7, "Reliability: 98-100% of the hard-intervention graph's nodes reappear in every one of 1000 soft runs.",
                 ("reliability", "lenet_verdicts:fig7-*"), "fig7_rates_*.png"),
     PaperFigure(8, "LeNet and ResNet18: the causal maps have the lowest LE by a wide margin; IROF best or on par with MWP.",
@@ -59,6 +60,8 @@ def summary_rows(reports: Path, stage: str) -> list[dict]:
 
 
 def _number(v) -> str:
+    if isinstance(v, float) and abs(v) >= 1000:
+        return f"{v:,.0f}"
     return "" if v is None else f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
@@ -85,6 +88,8 @@ def index_page(reports: Path, pages: dict[str, str]) -> str:
         thumb = f"[![figure {fig.number}](figures/{first}/{thumbs[0].name}){{ width=220 }}]({pages[first]})" if (
             thumbs and first in pages) else "(not run)"
         rows = [f"`{s.partition(':')[0]}`: {row_text(r)}" for s in fig.stages for r in summary_rows(reports, s)]
+        if fig.rows_in:
+            rows = [f"(graph sizes: see figure {fig.rows_in})"]
         names = [s.partition(":")[0] for s in fig.stages]
         links = ", ".join(f"[{s}]({pages[s]})" for s in names if s in pages) or "(not run)"
         lines.append(f"| {fig.number} | {thumb} | {fig.claim} | {'<br>'.join(rows) or '(no summary)'} | {links} |")
@@ -108,7 +113,7 @@ def results_markdown(reports: Path, params_file: Path = REPO / "params.yaml") ->
 
     trained = ["train_lenet", "finetune_cifar10", *(read_yaml(params_file).get("architectures") or [])]
     groups = [("**The trained models.**", trained)]
-    groups += [(f"**Figure {fig.number}.** {fig.claim}", fig.stages) for fig in FIGURES]
+    groups += [(f"**Figure {fig.number}.** {fig.claim}", fig.stages) for fig in FIGURES if not fig.rows_in]
     groups += [("**Beyond the paper:** sanity checks, agreement of metrics, speed of the engine.", BEYOND_THE_PAPER)]
     lines = []
     for head, stages in groups:
