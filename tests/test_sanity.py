@@ -84,3 +84,20 @@ def test_the_summary_reads_mprt_with_every_layer_randomised_and_counts_empty_map
     t = sanity.summary_rows(scores, 50, 0).set_index("check")
     assert t.loc["mprt", "n"] == 2 and t.loc["mprt", "empty_maps"] == 1 and t.loc["mprt", "outcome"] == "passes"
     assert t.loc["random_logit", "outcome"] == "not scored: every map empty"
+
+
+def test_random_logit_does_not_score_a_class_without_a_map():
+    m = tiny()
+    x, _ = data(m, 6)
+    x = x.numpy()
+
+    def only_class_0(model=None, inputs=None, targets=None, **kw):       # class 1 has no map (e.g. an empty graph)
+        a = np.abs(np.asarray(inputs)).astype(np.float32) + 0.01
+        a[np.asarray(targets).reshape(-1) != 0] = 0
+        return a
+
+    off_has_no_map = sanity.random_logit(m, x, np.zeros(6, int), only_class_0, num_classes=2, seed=0)
+    assert np.isnan(off_has_no_map).all(), "SSIM against an empty map would read as a pass"
+    both = sanity.random_logit(m, x, np.zeros(6, int), lambda model=None, inputs=None, targets=None, **kw:
+                               np.abs(np.asarray(inputs)).astype(np.float32) + 0.01, num_classes=2, seed=0)
+    assert np.allclose(both, 1.0)

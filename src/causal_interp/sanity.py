@@ -195,11 +195,25 @@ def _score(metric, model, x, y, explain, seed: int):
     return out
 
 
+def normalised_marking_empty(fn):
+    """`fn` with its maps as |a| / max |a| per example, and an all-zero map (for the causal method: a class whose graph
+    has no node at the map layer, so it has no map) as NaN: such an example is not scored, rather than scored as if
+    the map had changed completely."""
+    def explain(model=None, inputs=None, targets=None, **kwargs) -> np.ndarray:
+        a = np.abs(np.asarray(fn(model=model, inputs=inputs, targets=targets, **kwargs), dtype=np.float32))
+        top = a.reshape(len(a), -1).max(1)
+        return a / np.where(top > 0, top, np.nan).reshape(-1, *([1] * (a.ndim - 1)))
+
+    explain.__name__ = getattr(fn, "__name__", "explain")
+    return explain
+
+
 def random_logit(model: nn.Module, x: np.ndarray, y: np.ndarray, explain, num_classes: int, seed: int) -> np.ndarray:
-    """Per-example SSIM between the maps of the true class and of a random other class."""
+    """Per-example SSIM between the maps of the true class and of a random other class (Quantus' choice, seeded);
+    NaN where either class has no map."""
     metric = quantus.RandomLogit(similarity_func=quantus.similarity_func.ssim, num_classes=num_classes, seed=seed,
                                  normalise=False, abs=False, disable_warnings=True)
-    explain = evaluation.normalised(explain)          # |a| / max |a| per example, not per batch
+    explain = normalised_marking_empty(explain)       # |a| / max |a| per example, not per batch
     out = _score(metric, model, x, y, explain, seed)
     if len(out) == len(x) and any(v is None or isinstance(v, (list, np.ndarray)) for v in out):    # one by one
         out = [np.nan if v is None else v[0] for v in out]
@@ -218,8 +232,10 @@ def mprt(model: nn.Module, x: np.ndarray, y: np.ndarray, explain, seed: int) -> 
     if isinstance(out, list):                  # scored one example at a time: [{layer: [score]} or None, ...]
         layers = next((list(o) for o in out if o is not None), [])
         out = {layer: [np.nan if o is None else o[layer][0] for o in out] for layer in layers}
-    return {layer: np.nan_to_num(np.asarray(v, dtype=float), nan=0.0) for layer, v in out.items()
-            if layer != "original"}   # original: 1 by definition
+    original = np.asarray(out.get("original", np.ones(len(x))), dtype=float)   # 1 unless the trained map is empty
+    scorable = np.isfinite(original)
+    return {layer: np.where(scorable, np.nan_to_num(np.asarray(v, dtype=float), nan=0.0), np.nan)
+            for layer, v in out.items() if layer != "original"}
 
 
 def check_outcome(low: float, high: float) -> str:
