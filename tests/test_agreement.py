@@ -8,9 +8,9 @@ from torch import nn
 from causal_interp import agreement, baselines
 
 
-def medians(values):
-    return pd.DataFrame([{"model": "m", "metric": met, "method": meth, "median": v}
-                         for met, d in values.items() for meth, v in d.items()])
+def medians(values, spread=0.01):
+    return pd.DataFrame([{"model": "m", "metric": met, "method": meth, "median": v, "ci_low": v - spread,
+                          "ci_high": v + spread} for met, d in values.items() for meth, v in d.items()])
 
 
 def test_ranks_follow_the_direction_of_each_metric_and_verdicts_need_every_metric():
@@ -24,7 +24,7 @@ def test_ranks_follow_the_direction_of_each_metric_and_verdicts_need_every_metri
     assert pd.isna(r["AvgSensitivity", "B"])
     v = agreement.property_verdicts(ranked).set_index("property")
     assert v.loc["robustness", "outcome"] == "holds" and v.loc["robustness", "metrics_ranking_causal_first"] == 3
-    assert v.loc["faithfulness", "outcome"] == "the metrics disagree"
+    assert v.loc["faithfulness", "outcome"] == "does not hold" and v.loc["faithfulness", "clearly_beaten_in"] == "IROF"
     assert v.loc["faithfulness", "causal_ranks"] == "IROF 2 of 3, PixelFlipping 1 of 3, RegionPerturbation 1 of 3"
     corr = agreement.rank_correlations(ranked).set_index(["metric_a", "metric_b"]).spearman
     assert corr["LE", "MaxSensitivity"] == 1.0 and corr["PixelFlipping", "RegionPerturbation"] == 1.0
@@ -43,3 +43,13 @@ def test_every_metric_scores_every_method_on_grey_and_rgb_inputs():
                                              model, x, y, cfg))
         assert set(rows.metric) == {n for p in agreement.PROPERTIES.values() for n in p}
         assert len(rows) == 2 * 6 * 4 and rows.score.notna().all()
+
+
+def test_a_property_claim_needs_intervals_clear_of_every_other_method():
+    values = {"LE": {"Causal": 0.1, "A": 0.5}, "MaxSensitivity": {"Causal": 0.2, "A": 0.3},
+              "AvgSensitivity": {"Causal": 0.1, "A": 0.2}, "IROF": {"Causal": 50.0, "A": 49.995},
+              "PixelFlipping": {"Causal": 0.1, "A": 0.3}, "RegionPerturbation": {"Causal": 0.2, "A": 0.1}}
+    v = agreement.property_verdicts(agreement.ranks(medians(values, spread=0.01))).set_index("property")
+    assert v.loc["robustness", "outcome"] == "holds" and v.loc["faithfulness", "outcome"] == "not resolved"
+    wide = agreement.property_verdicts(agreement.ranks(medians(values, spread=0.2))).set_index("property")
+    assert wide.loc["robustness", "outcome"] == "not resolved", "first by the median, but the intervals overlap"

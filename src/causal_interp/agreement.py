@@ -12,8 +12,8 @@ seeded perturbations for every method, examples from the evaluation half.
   probability over the perturbation steps, higher is better).
 
 A property-level claim ("the causal maps are the most robust / faithful") is made only where every metric of that
-property ranks the causal maps first; the report gives each method's rank per metric and the Spearman correlation of
-the metrics' rankings.
+property ranks the causal maps first, clear of every other method (`CRITERION`); the report gives each method's rank per
+metric and the Spearman correlation of the metrics' rankings.
 """
 from __future__ import annotations
 
@@ -130,20 +130,42 @@ def rank_correlations(ranked: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+CRITERION = ("holds when every metric of the property ranks the causal maps first with a 95% interval clear of every "
+             "other method's; does not hold when some metric has another method better with intervals apart; otherwise "
+             "not resolved (the metrics disagree, or the intervals overlap)")
+
+
+def _clearly_better(a, b, metric: str) -> bool:
+    """Row `a`'s interval lies entirely on the better side of row `b`'s, in the metric's direction."""
+    return a.ci_low > b.ci_high if metric in HIGHER_IS_BETTER else a.ci_high < b.ci_low
+
+
 def property_verdicts(ranked: pd.DataFrame) -> pd.DataFrame:
-    """Per model and property: the causal maps' rank under each metric, and the outcome: `holds` when every metric of
-    the property ranks them first, `does not hold` when none does, `the metrics disagree` otherwise."""
+    """Per model and property: the causal maps' rank under each metric and the outcome by `CRITERION` (`ranked` has
+    the median's 95% interval in ci_low / ci_high)."""
     rows = []
-    for model, d in ranked[ranked.method == "Causal"].groupby("model", sort=False):
+    for model, dm in ranked.groupby("model", sort=False):
         for prop, names in PROPERTIES.items():
-            r = {n: d[d.metric == n]["rank"].iloc[0] for n in names if (d.metric == n).any()}
-            r = {n: (int(k) if pd.notna(k) else "unranked") for n, k in r.items()}
-            first = [n for n, k in r.items() if k == 1]
-            outcome = ("holds" if len(first) == len(r) else "does not hold" if not first else "the metrics disagree")
-            n_methods = int(ranked[(ranked.model == model) & (ranked.metric == names[0])].method.nunique())
+            ranks, clear_first, beaten = {}, [], []
+            for n in names:
+                d = dm[(dm.metric == n) & dm["median"].notna()]
+                if not (d.method == "Causal").any():
+                    ranks[n] = "unranked"
+                    continue
+                causal = d[d.method == "Causal"].iloc[0]
+                others = [r for _, r in d[d.method != "Causal"].iterrows()]
+                ranks[n] = int(causal["rank"])
+                if ranks[n] == 1 and all(_clearly_better(causal, o, n) for o in others):
+                    clear_first.append(n)
+                if any(_clearly_better(o, causal, n) for o in others):
+                    beaten.append(n)
+            outcome = ("holds" if len(clear_first) == len(names) else "does not hold" if beaten else "not resolved")
+            n_methods = int(dm[dm.metric == names[0]].method.nunique())
             rows.append({"model": model, "property": prop, "claim": CLAIMS[prop],
-                         "causal_ranks": ", ".join(f"{n} {k} of {n_methods}" for n, k in r.items()),
-                         "metrics_ranking_causal_first": len(first), "outcome": outcome})
+                         "causal_ranks": ", ".join(f"{n} {k} of {n_methods}" for n, k in ranks.items()),
+                         "metrics_ranking_causal_first": sum(k == 1 for k in ranks.values()),
+                         "clearly_first_in": ", ".join(clear_first) or "none", "clearly_beaten_in": ", ".join(beaten) or "none",
+                         "outcome": outcome})
     return pd.DataFrame(rows)
 
 
