@@ -51,14 +51,11 @@ checkpoint_dir = ".cache/checkpoints"
 import dataclasses, json, re
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import seaborn as sns
-import torch
 from IPython.display import Markdown, display
 
-from causal_interp import (baselines, config, data, discovery, evaluation, models, plotting, protocols, reporting,
-                           training, verdicts)
+from causal_interp import baselines, config, data, discovery, models, plotting, protocols, reporting, training, verdicts
 from causal_interp.progress import progress
 
 cfg = config.from_dict(protocols.ProtocolConfig, params[stage], stage)
@@ -171,7 +168,7 @@ ratios = ", ".join(f"{m} {r['ours']:.1f} (published {r['published']:.1f})" for m
 lines = [
     f"* **The published numbers reproduce under the authors' protocol: {'yes' if bar_check['met'] else 'NO'}.** "
     f"LE medians: " + ", ".join(f"{m} {authors_le[m]:.3g}" for m in bar_check["order_ours"])
-    + f" (published: " + ", ".join(f"{m} {protocols.PUBLISHED['LE'][m]}" for m in bar_check["order_published"]) + "). "
+    + " (published: " + ", ".join(f"{m} {protocols.PUBLISHED['LE'][m]}" for m in bar_check["order_published"]) + "). "
     f"Same ordering: {'yes' if bar_check['same_order'] else 'no'}. Baseline-to-causal LE ratios: {ratios}; "
     f"each within a factor of 2 of the published one: {'yes' if bar_check['ratios_within_2x'] else 'no'}. "
     f"Causal IROF (area under the curve, median of batch means) {bar_check['irof_auc']:.1f} against about "

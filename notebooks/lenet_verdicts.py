@@ -45,7 +45,6 @@ checkpoint_dir = ".cache/checkpoints"
 import json
 from pathlib import Path
 
-import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
 

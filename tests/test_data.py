@@ -1,5 +1,4 @@
 import hashlib
-import shutil
 
 import numpy as np
 import pytest
@@ -8,7 +7,7 @@ import torch
 from causal_interp import data
 from causal_interp.data import DataError
 
-from .conftest import SHARED_DATASETS, make_fake_root
+from .conftest import SHARED_DATASETS
 
 
 def test_load_fake_mnist_resized_to_32(fake_data):

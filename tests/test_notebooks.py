@@ -11,7 +11,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
 import pytest
 
-from causal_interp import pipeline
+from causal_interp import pipeline, reporting
 
 from .conftest import REPO
 
@@ -91,7 +91,7 @@ def test_stage_runs_with_smoke_profile(stage, smoke_run):
             json.loads((root / path).read_text())
     summary = root / "reports" / spec.section / "summary"
     rows = [json.loads(p.read_text()) for p in summary.glob("*.json")]
-    assert rows and all(set(r) == set(pipeline.SUMMARY_KEYS) for r in rows), "dvc metrics rows share one schema"
+    assert rows and all(set(r) == set(reporting.SUMMARY_KEYS) for r in rows), "dvc metrics rows share one schema"
     nb = json.loads(executed.read_text())
     streams = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])
                if o.get("output_type") == "stream" and o.get("name") == "stderr"]

@@ -1,6 +1,5 @@
 """The two protocols of fig. 8: the authors' conventions emulated exactly, and the fair one (issue 14)."""
 import numpy as np
-import pytest
 import torch
 from scipy import signal, special
 

@@ -26,7 +26,6 @@ import argparse
 import contextlib
 import difflib
 import fcntl
-import json
 import os
 import shutil
 import signal
@@ -39,8 +38,7 @@ from pathlib import Path
 from unittest import mock
 
 from . import config
-from .reporting import (DATA_ROOT_ENV, PROFILE_ENV, ROOT_ENV, RUN_ALL_ENV, SUMMARY_KEYS,  # noqa: F401
-                        output_dirs, write_summary)
+from .reporting import DATA_ROOT_ENV, PROFILE_ENV, ROOT_ENV, RUN_ALL_ENV
 
 
 
