@@ -26,6 +26,10 @@
 #   class-probability curve, lower is better), Region-Perturbation (most relevant first; AOPC, the mean drop of the class
 #   probability, higher is better).
 #
+# The methods are fig. 8's but RISE: each of its maps costs 500 forward passes, and the three robustness metrics ask for
+# 30 maps of perturbed inputs per example, which would double the stage's time on a 2-core CPU (its fig. 8 scores are in
+# the evaluation stage).
+#
 # A claim about a property ("the causal maps are the most robust / the most faithful") is made only where every metric
 # of that property ranks the causal maps first, with a 95% interval clear of every other method's. Engine:
 # `causal_interp.agreement`.
