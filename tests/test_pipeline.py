@@ -317,3 +317,18 @@ def test_dvc_repro_runs_a_stage_and_a_killed_rerun_keeps_its_report(tmp_path, fa
     assert "up to date" in status.stdout, status.stdout
     assert (dst / "data.dvc").read_text() == (REPO / "data.dvc").read_text(), "dvc repro never re-pins data.dvc"
     shutil.rmtree(dst)   # ~0.3 GB of checkpoints and DVC cache
+
+
+def test_a_signal_to_the_runner_alone_interrupts_its_kernel():
+    """`kill PID` of the runner (not of its process group) must stop the running cell too, not wait for its end."""
+    child = subprocess.Popen([sys.executable, "-c", "import time\ntry:\n    time.sleep(60)\nexcept KeyboardInterrupt:\n"
+                              "    raise SystemExit(7)"])
+    time.sleep(1.0)
+    pipeline.KERNELS.add(child.pid)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            pipeline._interrupt(signal.SIGTERM, None)
+        assert child.wait(timeout=10) == 7            # it got SIGINT (KeyboardInterrupt), not a kill
+    finally:
+        pipeline.KERNELS.discard(child.pid)
+        child.kill()

@@ -247,8 +247,14 @@ def _kernel_manager(socket_dir: Path, log: Path):
             self._stderr = open(log, "ab")
             kw["stderr"] = self._stderr
             await super()._async_launch_kernel(kernel_cmd, **kw)
+            process = getattr(self.provisioner, "process", None)
+            if process is not None:
+                KERNELS.add(process.pid)
 
     return IPCKernelManager
+
+
+KERNELS: set[int] = set()   # pids of the kernels this runner started: a signal to the runner interrupts them too
 
 
 def notebook_cells(path: str | Path) -> list[tuple[str, str, tuple]]:
@@ -366,6 +372,13 @@ def run_all(profile: str = "default", root: str | Path | None = None, data_root:
 
 
 def _interrupt(signum, frame):
+    """SIGINT or SIGTERM to the runner alone (`kill`, a job scheduler): the running cell is interrupted too, as Ctrl-C
+    in a terminal does by signalling the whole process group, so the stage stops now rather than at the cell's end."""
+    for pid in list(KERNELS):
+        try:
+            os.kill(pid, signal.SIGINT)
+        except (ProcessLookupError, PermissionError):
+            KERNELS.discard(pid)
     raise KeyboardInterrupt
 
 
@@ -398,6 +411,7 @@ def main(argv=None) -> int:
     checkpoints = Path(args.checkpoints or base / ".cache" / "checkpoints")
     overrides = {"data": {"root": str(Path(args.data_root).resolve())}} if args.data_root else None
     previous = signal.signal(signal.SIGTERM, _interrupt)   # `kill` cleans up like Ctrl-C: the staged run is dropped
+    previous_int = signal.signal(signal.SIGINT, _interrupt)
     label = args.stage or "pipeline"
     try:
         if args.all:
@@ -438,6 +452,7 @@ def main(argv=None) -> int:
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
     return 0
 
 
