@@ -168,7 +168,12 @@ def balanced_selection(mean_effect: np.ndarray, labels: np.ndarray, max_nodes: i
 def drawn_nodes(lg, max_nodes: int) -> list[int]:
     """The parents of LayerGraph `lg` that fig. 4 draws, top to bottom: necessary ones first (largest |mean effect|
     first, up to two thirds of `max_nodes`), then distracting and irrelevant ones (`balanced_selection`)."""
-    necessary = lg.ranked()[:max(1, 2 * max_nodes // 3)]
+    if lg.n_parents <= max_nodes:                # everything fits: no quota
+        labels = node_labels(lg)
+        return lg.ranked() + sorted([j for j in range(lg.n_parents) if labels[j] != "necessary"],
+                                    key=lambda j: (list(LABEL_COLORS).index(labels[j]), -abs(lg.mean_effect[j])))
+    others_count = lg.n_parents - len(lg.necessary)
+    necessary = lg.ranked()[:max(1, max_nodes - min(others_count, max_nodes // 3))]   # others keep a third at most
     labels = node_labels(lg)
     others = np.array([j for j in range(lg.n_parents) if labels[j] != "necessary"], dtype=int)
     rest = others[balanced_selection(np.asarray(lg.mean_effect)[others], labels[others], max_nodes - len(necessary))] \

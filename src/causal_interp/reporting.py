@@ -32,6 +32,6 @@ def write_summary(out_dir: str | Path, rows: dict[str, dict]) -> Path:
         if unknown:
             raise ValueError(f"summary row {name!r}: unknown keys {sorted(unknown)}; use {SUMMARY_KEYS}")
         value = {k: row.get(k) for k in SUMMARY_KEYS}
-        value["ours"] = None if value["ours"] is None else round(float(value["ours"]), 4)
+        value["ours"] = None if value["ours"] is None else float(f"{float(value['ours']):.4g}")   # 4 significant digits
         (folder / f"{name}.json").write_text(json.dumps(value, indent=1) + "\n")
     return folder
