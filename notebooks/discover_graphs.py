@@ -37,7 +37,7 @@ checkpoint_dir = ".cache/checkpoints"
 
 
 # %%
-import dataclasses, hashlib, json, time
+import dataclasses, hashlib, json
 from pathlib import Path
 
 import numpy as np

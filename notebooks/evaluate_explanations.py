@@ -56,7 +56,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import seaborn as sns
-import torch
 from IPython.display import Markdown, display
 
 from causal_interp import baselines, config, evaluation, masking, models, plotting, reporting, training, verdicts

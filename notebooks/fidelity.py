@@ -38,10 +38,8 @@ checkpoint_dir = ".cache/checkpoints"
 import dataclasses, json, time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import seaborn as sns
-import torch
 from IPython.display import Markdown, display
 
 from causal_interp import config, masking, plotting, reporting, training, verdicts

@@ -46,7 +46,6 @@ checkpoint_dir = ".cache/checkpoints"
 import dataclasses, json, time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import seaborn as sns
 import torch
