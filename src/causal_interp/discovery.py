@@ -27,7 +27,8 @@ import torch
 from scipy.stats import norm
 from torch import nn
 
-from .interventions import Intervention, TracedModel, _out_nodes, check_finite, check_layer, trace, treatment_effects
+from .interventions import (Intervention, NonFiniteError, TracedModel, _out_nodes, check_finite, check_layer, trace,
+                            treatment_effects)
 from .config import bounded
 from .models import evaluating
 from .progress import progress
@@ -67,24 +68,78 @@ def layer_chain(model: nn.Module, layers: list[str] | None = None) -> list[str]:
     return list(layers)
 
 
+class LayerRunError(ValueError):
+    """A layer of the chain on which the engine cannot run an intervention (named with the reason before any
+    discovery starts)."""
+
+
+def check_chain_runs(traced: TracedModel, chain: list[str], class_index: int, x: torch.Tensor) -> None:
+    """Run the engine on every layer of `chain` before any discovery: on two examples, parents 0 and 1 intervened
+    together (one batch of 2 x 2) and one at a time, towards target 0 (the class at the top). A layer that raises,
+    or whose effects change with the number of interventions in a batch (a shape read upstream of the layer, say),
+    stops the run with its name and the reason. `traced` is left with the two examples cached."""
+    traced.cache(x[:2], where=f"class {class_index}, checking the layers")
+    for depth, name in enumerate(reversed(chain)):
+        targets = [class_index] if depth == 0 else [0]
+        try:
+            n = traced.parents(name)[0]
+            parents = list(range(min(2, n)))
+            together = treatment_effects(traced, name, class_index, targets, Intervention(), parents=parents)
+            alone = torch.cat([treatment_effects(traced, name, class_index, targets, Intervention(), parents=[j])
+                               for j in parents])
+        except NonFiniteError:
+            raise
+        except Exception as e:  # noqa: BLE001 - any failure of the engine on this layer is reported with its name
+            raise LayerRunError(f"layer {name!r}: the engine cannot run an intervention on it ({type(e).__name__}: "
+                                f"{e}); give a layer chain without it (discover_graphs.layers)") from e
+        if not torch.allclose(together, alone, rtol=1e-4, atol=1e-5 * (1 + float(traced.logits.abs().max()))):
+            raise LayerRunError(f"layer {name!r}: effects differ when interventions share a batch (largest gap "
+                                f"{float((together - alone).abs().max()):.3g}): the model reads a size upstream of "
+                                f"the layer that the engine cannot see; give a layer chain without it")
+
+
+def _channel_connected(lower: nn.Module, upper: nn.Module) -> bool:
+    """Whether the outputs of `lower` can be the parents of `upper` one to one (`upper`'s input channels or features;
+    a linear layer after a flattened conv map: the map's channels). A vision transformer's qkv layer (3C outputs)
+    and its attention's proj (C inputs) are not: attention mixes the q, k and v channels."""
+    out = _out_nodes(lower)
+    if isinstance(upper, nn.Conv2d):
+        return upper.in_channels == out
+    return upper.in_features == out or (isinstance(lower, nn.Conv2d) and upper.in_features % out == 0)
+
+
+def _reads_shape(node: torch.fx.Node) -> bool:
+    """`x.shape`, `x.size()`, `x.dim()`: a value about a tensor's shape, not a path for the tensor's values."""
+    if node.op == "call_function" and node.target is getattr:
+        return node.args[1] in ("shape", "ndim", "dtype", "device")
+    return node.op == "call_method" and node.target in ("size", "dim")
+
+
 def _longest_layer_path(traced: torch.fx.GraphModule, modules: dict) -> list[str]:
-    """Longest path through Conv2d/Linear layers (edges: a layer's nearest analysable ancestors) ending at
-    the last such layer before the output; ties go to the later layer in forward order."""
+    """Longest path through Conv2d/Linear layers (edges: a layer's nearest analysable ancestors whose outputs are its
+    parents one to one, `_channel_connected`; shape reads are not edges) ending at the last such layer before the
+    output; ties go to the later layer in forward order. A layer with analysable ancestors none of which is connected
+    to it is on no path. In a vision transformer the path therefore runs along the residual stream through every
+    block's MLP (fc1 -> fc2), from the patch embedding to the head: attention's proj reads channels that attention
+    has mixed from qkv's 3C outputs. Attention is still computed downstream of every intervention."""
     upstream: dict = {}   # fx node -> nearest Conv2d/Linear layers feeding it
-    length, previous = {}, {}
+    length, previous, position_of = {}, {}, {}
     for position, node in enumerate(traced.graph.nodes):
         feeding = set().union(*(upstream.get(a, set()) for a in node.all_input_nodes)) if node.all_input_nodes else set()
         if node.op == "call_module" and isinstance(modules[node.target], (nn.Conv2d, nn.Linear)):
-            best = max(feeding, key=lambda p: (length[p][0], length[p][1]), default=None)
-            length[node.target] = (length[best][0] + 1 if best else 1, position)
-            previous[node.target] = best
+            joined = [p for p in feeding if p in length and _channel_connected(modules[p], modules[node.target])]
+            position_of[node.target] = position
+            if joined or not feeding:
+                best = max(joined, key=lambda p: (length[p][0], length[p][1]), default=None)
+                length[node.target] = (length[best][0] + 1 if best else 1, position)
+                previous[node.target] = best
             upstream[node] = {node.target}
         else:
-            upstream[node] = feeding
+            upstream[node] = set() if _reads_shape(node) else feeding
         if node.op == "output":
-            last = max(feeding, key=lambda p: length[p][1])
+            last = max(feeding, key=lambda p: position_of[p])
     path = [last]
-    while previous[path[-1]] is not None:
+    while previous.get(path[-1]) is not None:
         path.append(previous[path[-1]])
     return path[::-1]
 
@@ -284,6 +339,8 @@ def discover_class_graph(model: nn.Module, x: torch.Tensor, class_index: int, la
             raise ValueError(f"layers {lower!r} -> {upper!r} are not connected channel by channel "
                              f"({_out_nodes(traced.modules[lower])} outputs, {parents[upper]} parents); "
                              f"give the chain explicitly")
+    check_chain_runs(traced, chain, class_index, x)       # every layer runs, or is named, before any discovery
+    traced.cache(x, where=f"class {class_index}")
     graph = ClassGraph(class_index, class_name, len(x), dataclasses.asdict(intervention), test, alpha, model=model_name,
                        min_effect=min_effect, fallback=fallback)
     targets = [class_index]

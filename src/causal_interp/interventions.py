@@ -23,6 +23,7 @@ outputs of its own group; parents without an edge to the targets have no effect 
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -87,20 +88,73 @@ class Intervention:
         return beta.view(*beta.shape, *([1] * (w.dim() - 2))).to(w.dtype) * w
 
 
+def _timm_convs() -> dict:
+    """timm's convolutions with their own forward that are still linear in one weight: {class: kind}.
+
+    standardised / scaled: StdConv2d, ScaledStdConv2d (BiT, NFNet) convolve with the standardised (and scaled) weight,
+    and their `...Same` variants pad dynamically when `same_pad`; plain: Conv2dSame (TF ports) pads dynamically
+    ("same") and convolves with the stored weight."""
+    try:
+        from timm.layers import Conv2dSame, ScaledStdConv2d, ScaledStdConv2dSame, StdConv2d, StdConv2dSame
+    except ImportError:      # pragma: no cover - timm is a dependency
+        return {}
+    return {StdConv2d: "standardised", StdConv2dSame: "standardised", ScaledStdConv2d: "scaled",
+            ScaledStdConv2dSame: "scaled", Conv2dSame: "plain"}
+
+
+def is_standardised(module: nn.Module) -> bool:
+    """True for a weight-standardised conv: its effective weight is not its stored weight."""
+    return _timm_convs().get(type(module)) in ("standardised", "scaled")
+
+
+def effective_weight(module: nn.Module) -> torch.Tensor:
+    """The weight the layer applies: `module.weight`, or for a weight-standardised timm conv (StdConv2d,
+    ScaledStdConv2d, their Same variants) the standardised (and scaled) weight, computed as its forward does.
+    An intervention on such a layer replaces entries of this effective weight: an edge is what the layer applies."""
+    kind = _timm_convs().get(type(module))
+    if kind not in ("standardised", "scaled"):
+        return module.weight
+    gain = (module.gain * module.scale).view(-1) if kind == "scaled" else None
+    w = module.weight
+    return F.batch_norm(w.reshape(1, module.out_channels, -1), None, None, weight=gain, training=True, momentum=0.0,
+                        eps=module.eps).reshape_as(w)
+
+
+def conv_input(module: nn.Conv2d, a: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """(`a` as the conv reads it, F.conv2d's stride/padding/dilation): timm's dynamic "same" padding (Conv2dSame,
+    Std...Same with `same_pad`) is applied to `a` here and the conv then pads nothing."""
+    kind = _timm_convs().get(type(module))
+    if kind == "plain" or (kind is not None and getattr(module, "same_pad", False)):
+        from timm.layers import pad_same
+        return (pad_same(a, module.kernel_size, module.stride, module.dilation),
+                dict(stride=module.stride, padding=(0, 0), dilation=module.dilation))
+    return a, dict(stride=module.stride, padding=module.padding, dilation=module.dilation)
+
+
+def apply_layer(module: nn.Module, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The layer's output on `x` with `weight` as its effective weight (the brute-force reference and masking use
+    it for the weight-standardised convs, whose stored weight cannot simply be edited)."""
+    if isinstance(module, nn.Linear):
+        return F.linear(x, weight, module.bias)
+    x, conv = conv_input(module, x)
+    return F.conv2d(x, weight, module.bias, groups=module.groups, **conv)
+
+
 def check_layer(module: nn.Module, name: str = "") -> None:
     """Raise, naming the layer and the reason, if interventions cannot be computed exactly on `module`.
 
-    Interventions assume the layer's output is linear in `module.weight` as stored: an nn.Conv2d (groups
-    allowed, zero padding) or nn.Linear, or a subclass that keeps their forward. Subclasses with their own
-    forward (timm's StdConv2d standardises its weights, Conv2dSame pads dynamically) are refused.
+    Interventions assume the layer's output is linear in one weight: an nn.Conv2d (groups allowed, zero padding)
+    or nn.Linear, a subclass that keeps their forward, or one of timm's convs of `_timm_convs` (linear in their
+    effective weight, see `effective_weight`; dynamic "same" padding). Other subclasses with their own forward
+    are refused.
     """
     label = f"layer {name!r}" if name else "layer"
     if not isinstance(module, (nn.Conv2d, nn.Linear)):
         raise TypeError(f"{label} is a {type(module).__name__}; only Conv2d or Linear layers can be intervened on")
     base = nn.Conv2d if isinstance(module, nn.Conv2d) else nn.Linear
-    if type(module).forward is not base.forward:
+    if type(module).forward is not base.forward and type(module) not in _timm_convs():
         raise NotImplementedError(f"{label} is a {type(module).__name__}, a {base.__name__} with its own forward "
-                                  f"(not linear in its stored weights); interventions cannot be computed exactly. "
+                                  f"(not known to be linear in one weight); interventions cannot be computed exactly. "
                                   f"Give a layer chain without it in params (discover_graphs.layers)")
     if isinstance(module, nn.Conv2d) and module.padding_mode != "zeros":
         raise NotImplementedError(f"{label}: conv padding_mode {module.padding_mode!r} is not supported (only zeros)")
@@ -138,9 +192,9 @@ def edge_weights(module: nn.Module, n_parents: int, targets: torch.Tensor, paren
                  weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Weights of the edges j -> t as (|targets|, |parents|, ...) (zeros where there is no edge), and `exists`.
 
-    `weight` replaces `module.weight` (same shape)."""
+    `weight` replaces the layer's effective weight (same shape)."""
     exists, cols = edge_pairs(module, targets, parents)
-    w = _edge_slices((module.weight if weight is None else weight).detach(), n_parents)[targets][:, cols]
+    w = _edge_slices((effective_weight(module) if weight is None else weight).detach(), n_parents)[targets][:, cols]
     return w * exists.view(*exists.shape, *([1] * (w.dim() - 2))).to(w.dtype), exists
 
 
@@ -251,7 +305,22 @@ class TracedModel:
 
     def _run_from(self, start: torch.fx.Node, z: torch.Tensor, reps: int) -> torch.Tensor:
         values = {start: z}
-        out = None
+
+        def load(a):
+            if not isinstance(a, torch.fx.Node):
+                return a
+            if a in values:
+                return values[a]
+            v = self.env[a]
+            if a not in self.batched or a.op == "placeholder" and not _tensors_only(v):   # e.g. attn_mask=None
+                return v
+            if _tensors_only(v):                 # a cached batch meets a changed one: repeated `reps` times
+                return _repeat(v, reps)
+            # a size or shape read upstream of the layer (`B, N, C = x.shape` in an attention block): recomputed
+            # at the reps * N batch, never reused from the cache, so no reshape sees the old batch size
+            values[a] = self._compute(a, load)
+            return values[a]
+
         seen = False
         for node in self.gm.graph.nodes:
             if node is start:
@@ -259,34 +328,36 @@ class TracedModel:
                 continue
             if not seen or node.op == "placeholder":
                 continue
-            deps = [a for a in node.all_input_nodes if a in values]
             if node.op == "output":
-                out = values[node.args[0]] if node.args[0] in values else self.env[node.args[0]].repeat(reps, 1)
-                break
-            if not deps:
+                return load(node.args[0]) if node.args[0] in values else _repeat(self.env[node.args[0]], reps)
+            if node in values or not any(a in values for a in node.all_input_nodes):
                 continue
+            values[node] = self._compute(node, load)
+        raise RuntimeError("the traced graph has no output")
 
-            def load(a):
-                if isinstance(a, torch.fx.Node):
-                    if a in values:
-                        return values[a]
-                    v = self.env[a]
-                    if a in self.batched and isinstance(v, torch.Tensor):
-                        return v.repeat(reps, *([1] * (v.dim() - 1)))
-                    return v
-                return a
+    def _compute(self, node: torch.fx.Node, load):
+        args = torch.fx.node.map_aggregate(node.args, load)
+        kwargs = torch.fx.node.map_aggregate(node.kwargs, load)
+        if node.op == "call_module":
+            return self.modules[node.target](*args, **kwargs)
+        if node.op == "call_function":
+            return node.target(*args, **kwargs)
+        if node.op == "call_method":
+            return getattr(args[0], node.target)(*args[1:], **kwargs)
+        raise RuntimeError(f"unexpected node {node.op}")   # get_attr cannot depend on the layer
 
-            args = torch.fx.node.map_aggregate(node.args, load)
-            kwargs = torch.fx.node.map_aggregate(node.kwargs, load)
-            if node.op == "call_module":
-                values[node] = self.modules[node.target](*args, **kwargs)
-            elif node.op == "call_function":
-                values[node] = node.target(*args, **kwargs)
-            elif node.op == "call_method":
-                values[node] = getattr(args[0], node.target)(*args[1:], **kwargs)
-            else:  # get_attr cannot depend on the layer
-                raise RuntimeError(f"unexpected node {node.op}")
-        return out
+
+def _tensors_only(v) -> bool:
+    """True for a tensor, or a tuple/list of them (a value that repeating along the batch axis reproduces)."""
+    if isinstance(v, torch.Tensor):
+        return True
+    return isinstance(v, (tuple, list)) and len(v) > 0 and all(_tensors_only(e) for e in v)
+
+
+def _repeat(v, reps: int):
+    if isinstance(v, torch.Tensor):
+        return v.repeat(reps, *([1] * (v.dim() - 1)))
+    return type(v)(_repeat(e, reps) for e in v)
 
 
 def parent_contributions(module: nn.Module, a: torch.Tensor, w: torch.Tensor, parents: torch.Tensor,
@@ -299,12 +370,12 @@ def parent_contributions(module: nn.Module, a: torch.Tensor, w: torch.Tensor, pa
     k, rows = len(parents), w.shape[0]
     n = a.shape[0]
     if isinstance(module, nn.Conv2d):
-        conv = dict(stride=module.stride, padding=module.padding, dilation=module.dilation)
+        a, conv = conv_input(module, a)
         if module.groups == 1:   # every edge exists: one grouped conv, k groups of |T| filters
             y = F.conv2d(a[:, parents], w.transpose(0, 1).reshape(k * rows, 1, *w.shape[2:]), None, groups=k, **conv)
             return y.view(n, k, rows, *y.shape[2:]).transpose(0, 1)
         t_idx, j_idx = torch.nonzero(w.flatten(2).abs().sum(2) > 0, as_tuple=True)   # existing, non-zero edges only
-        out = a.new_zeros(k, n, rows, *_conv_out_shape(module, a.shape[2:]))
+        out = a.new_zeros(k, n, rows, *_conv_out_shape(module, a.shape[2:], conv["padding"]))
         if len(t_idx):
             y = F.conv2d(a[:, parents[j_idx]], w[t_idx, j_idx][:, None], None, groups=len(t_idx), **conv)
             out[j_idx, :, t_idx] = y.transpose(0, 1)
@@ -315,9 +386,9 @@ def parent_contributions(module: nn.Module, a: torch.Tensor, w: torch.Tensor, pa
     return torch.einsum("nkg,tkg->knt", ag, w)                      # (k, N, rows)
 
 
-def _conv_out_shape(module: nn.Conv2d, size) -> tuple[int, int]:
+def _conv_out_shape(module: nn.Conv2d, size, padding) -> tuple[int, int]:
     return tuple((s + 2 * p - d * (k - 1) - 1) // st + 1 for s, p, d, k, st in
-                 zip(size, module.padding, module.dilation, module.kernel_size, module.stride))
+                 zip(size, padding, module.dilation, module.kernel_size, module.stride))
 
 
 @torch.no_grad()
@@ -382,7 +453,9 @@ def _naive_effects(model, layer, class_index, x, targets, intervention, n_parent
     for pi, j in enumerate(parents):
         m2 = copy.deepcopy(model)
         module = dict(m2.named_modules())[layer]
-        w = _edge_slices(module.weight.data, n_parents)
+        standardised = is_standardised(module)
+        w_all = effective_weight(module).detach().clone() if standardised else module.weight.data
+        w = _edge_slices(w_all, n_parents)
         groups = getattr(module, "groups", 1)
         cin, cout = n_parents // groups, _out_nodes(module) // groups
         for ti, t in enumerate(targets):
@@ -390,10 +463,13 @@ def _naive_effects(model, layer, class_index, x, targets, intervention, n_parent
                 continue
             b = None if betas is None else betas[ti:ti + 1, j:j + 1]
             w[t, j % cin] = intervention.new_weights(w[t:t + 1, j % cin:j % cin + 1], b)[0, 0]
+        if standardised:      # the layer applies the edited effective weight, as it is, in its own conv
+            module.forward = functools.partial(apply_layer, module, weight=w_all)
         for i in range(len(x)):
             out[pi, i] = m2(x[i:i + 1])[0, class_index] - base[i]
     return out
 
 
 __all__ = ["Intervention", "TracedModel", "treatment_effects", "naive_effects", "parent_contributions",
-           "layer_parents", "check_layer", "edge_pairs", "edge_weights", "NonFiniteError", "check_finite"]
+           "layer_parents", "check_layer", "edge_pairs", "edge_weights", "NonFiniteError", "check_finite",
+           "effective_weight", "is_standardised", "apply_layer", "conv_input"]

@@ -8,6 +8,7 @@ also when the block raises. Nothing is retrained.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from dataclasses import dataclass
 
@@ -17,7 +18,8 @@ from torch import nn
 
 from .config import bounded
 from .discovery import ClassGraph, graph_files
-from .interventions import TracedModel, _edge_slices, _out_nodes, check_finite, edge_pairs, edge_weights
+from .interventions import (TracedModel, _edge_slices, _out_nodes, apply_layer, check_finite, edge_pairs, edge_weights,
+                            effective_weight, is_standardised)
 from .models import evaluating
 
 
@@ -32,15 +34,23 @@ class LayerMask:
 
 @contextlib.contextmanager
 def masked(model: nn.Module, masks: list[LayerMask], n_parents: dict[str, int]):
-    """Zero the masked weights of `model` for the duration of the block; `n_parents` maps layer -> parents."""
+    """Zero the masked weights of `model` for the duration of the block; `n_parents` maps layer -> parents.
+    A weight-standardised conv (timm's StdConv2d) has the masked entries of its effective weight zeroed: it runs
+    as a conv with that weight for the duration of the block (zeroing stored entries would re-standardise them)."""
     modules = dict(model.named_modules())
-    saved = []
+    saved, overridden = [], []
     try:
         for m in masks:
             if m.layer not in modules:
                 raise KeyError(f"unknown layer {m.layer!r}")
-            w = modules[m.layer].weight
-            saved.append((w, w.detach().clone()))
+            module = modules[m.layer]
+            if is_standardised(module):
+                w = effective_weight(module).detach().clone()
+                module.forward = functools.partial(apply_layer, module, weight=w)
+                overridden.append(module)
+            else:
+                w = module.weight
+                saved.append((w, w.detach().clone()))
             if not m.parents:
                 continue
             view = _edge_slices(w.data, n_parents[m.layer])
@@ -53,6 +63,8 @@ def masked(model: nn.Module, masks: list[LayerMask], n_parents: dict[str, int]):
     finally:
         for w, original in reversed(saved):
             w.data.copy_(original)
+        for module in overridden:
+            del module.forward
 
 
 def top_share(order: list[int], n_parents: int, share: float) -> list[int]:
