@@ -186,3 +186,38 @@ def test_unsupported_layers_are_named():
 
     with pytest.raises(NotImplementedError, match="layer 'stem.conv' is a StdConv, a Conv2d with its own forward"):
         check_layer(StdConv(3, 4, 3), "stem.conv")
+
+
+class InPlace(nn.Module):
+    """Convs whose outputs are overwritten in place later in the forward pass: nn.ReLU(inplace=True), F.relu(...,
+    inplace=True), torch.relu_, x.add_(), x += y, an Identity in between (the activation overwrites the conv's
+    output through the alias). Caching the conv outputs as they are at the end would cache the activations."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.c2, self.c3 = nn.Conv2d(2, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 4, 1)
+        self.id, self.act, self.fc = nn.Identity(), nn.ReLU(inplace=True), nn.Linear(4, 3)
+
+    def forward(self, x):
+        x = self.act(self.id(self.c1(x)))
+        y = self.c2(x)
+        y += x
+        y = torch.nn.functional.relu(y, inplace=True)
+        z = self.c3(y)
+        z.add_(1.0)
+        return self.fc(torch.relu_(z).mean((2, 3)))
+
+
+@pytest.mark.parametrize("layer,targets", [("c1", [0, 3]), ("c2", [1]), ("c3", [0, 2]), ("fc", [1])])
+def test_in_place_operations_do_not_corrupt_the_cache(layer, targets):
+    torch.manual_seed(4)
+    model = InPlace().eval()
+    x = torch.randn(5, 2, 6, 6)
+    traced = TracedModel(model)
+    traced.cache(x)
+    n = traced.parents(layer)[0]
+    fast = treatment_effects(traced, layer, 1, targets, Intervention())
+    slow = naive_effects(model, layer, 1, x, targets, Intervention(), n)
+    assert torch.allclose(fast, slow, atol=1e-5) and fast.abs().max() > 1e-4
+    assert torch.allclose(traced.logits, model(x), atol=1e-6)
+    assert model.act.inplace is True          # the model's own module is untouched

@@ -78,7 +78,13 @@ def check_chain_runs(traced: TracedModel, chain: list[str], class_index: int, x:
     together (one batch of 2 x 2) and one at a time, towards target 0 (the class at the top). A layer that raises,
     or whose effects change with the number of interventions in a batch (a shape read upstream of the layer, say),
     stops the run with its name and the reason. `traced` is left with the two examples cached."""
-    traced.cache(x[:2], where=f"class {class_index}, checking the layers")
+    logits = traced.cache(x[:2], where=f"class {class_index}, checking the layers")
+    with torch.no_grad(), evaluating(traced.model):
+        own = traced.model(x[:2])
+    if not torch.allclose(logits, own, rtol=1e-4, atol=1e-5 * (1 + float(own.abs().max()))):
+        raise LayerRunError(f"the traced model's logits differ from the model's own by up to "
+                            f"{float((logits - own).abs().max()):.3g}: its forward pass does something torch.fx cannot "
+                            f"replay (in-place updates of views, say); the engine cannot analyse it")
     for depth, name in enumerate(reversed(chain)):
         targets = [class_index] if depth == 0 else [0]
         try:
@@ -119,27 +125,29 @@ def _longest_layer_path(traced: torch.fx.GraphModule, modules: dict) -> list[str
     """Longest path through Conv2d/Linear layers (edges: a layer's nearest analysable ancestors whose outputs are its
     parents one to one, `_channel_connected`; shape reads are not edges) ending at the last such layer before the
     output; ties go to the later layer in forward order. A layer with analysable ancestors none of which is connected
-    to it is on no path. In a vision transformer the path therefore runs along the residual stream through every
-    block's MLP (fc1 -> fc2), from the patch embedding to the head: attention's proj reads channels that attention
-    has mixed from qkv's 3C outputs. Attention is still computed downstream of every intervention."""
+    to it restarts a path one step shorter than one from the input. In a vision transformer the path therefore runs
+    along the residual stream through every block's MLP (fc1 -> fc2), from the patch embedding to the head:
+    attention's proj reads channels that attention has mixed from qkv's 3C outputs. Attention is still computed
+    downstream of every intervention. In a Swin transformer (patch merging: 4C parents) and after a concatenation
+    the path restarts, so it covers the last stage only."""
     upstream: dict = {}   # fx node -> nearest Conv2d/Linear layers feeding it
-    length, previous, position_of = {}, {}, {}
+    length, previous = {}, {}
     for position, node in enumerate(traced.graph.nodes):
         feeding = set().union(*(upstream.get(a, set()) for a in node.all_input_nodes)) if node.all_input_nodes else set()
         if node.op == "call_module" and isinstance(modules[node.target], (nn.Conv2d, nn.Linear)):
-            joined = [p for p in feeding if p in length and _channel_connected(modules[p], modules[node.target])]
-            position_of[node.target] = position
-            if joined or not feeding:
-                best = max(joined, key=lambda p: (length[p][0], length[p][1]), default=None)
-                length[node.target] = (length[best][0] + 1 if best else 1, position)
-                previous[node.target] = best
+            joined = [p for p in feeding if _channel_connected(modules[p], modules[node.target])]
+            best = max(joined, key=lambda p: (length[p][0], length[p][1]), default=None)
+            # a path starts at the first layer (length 1) or restarts at a layer none of whose analysable ancestors
+            # is connected to it (length 0: attention's proj, a Swin patch merging, a layer after a concatenation)
+            length[node.target] = (length[best][0] + 1 if best else 0 if feeding else 1, position)
+            previous[node.target] = best
             upstream[node] = {node.target}
         else:
             upstream[node] = set() if _reads_shape(node) else feeding
         if node.op == "output":
-            last = max(feeding, key=lambda p: position_of[p])
+            last = max(feeding, key=lambda p: length[p][1])
     path = [last]
-    while previous.get(path[-1]) is not None:
+    while previous[path[-1]] is not None:
         path.append(previous[path[-1]])
     return path[::-1]
 

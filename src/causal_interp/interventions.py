@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import operator
 from dataclasses import dataclass
 
 import torch
@@ -92,14 +93,14 @@ def _timm_convs() -> dict:
     """timm's convolutions with their own forward that are still linear in one weight: {class: kind}.
 
     standardised / scaled: StdConv2d, ScaledStdConv2d (BiT, NFNet) convolve with the standardised (and scaled) weight,
-    and their `...Same` variants pad dynamically when `same_pad`; plain: Conv2dSame (TF ports) pads dynamically
-    ("same") and convolves with the stored weight."""
+    and their `...Same` variants pad dynamically when `same_pad`; same: Conv2dSame (TF ports) pads dynamically
+    ("same") and convolves with the stored weight; linear: timm's Linear (F.linear on the stored weight)."""
     try:
-        from timm.layers import Conv2dSame, ScaledStdConv2d, ScaledStdConv2dSame, StdConv2d, StdConv2dSame
+        from timm.layers import Conv2dSame, Linear, ScaledStdConv2d, ScaledStdConv2dSame, StdConv2d, StdConv2dSame
     except ImportError:      # pragma: no cover - timm is a dependency
         return {}
     return {StdConv2d: "standardised", StdConv2dSame: "standardised", ScaledStdConv2d: "scaled",
-            ScaledStdConv2dSame: "scaled", Conv2dSame: "plain"}
+            ScaledStdConv2dSame: "scaled", Conv2dSame: "same", Linear: "linear"}
 
 
 def is_standardised(module: nn.Module) -> bool:
@@ -124,7 +125,7 @@ def conv_input(module: nn.Conv2d, a: torch.Tensor) -> tuple[torch.Tensor, dict]:
     """(`a` as the conv reads it, F.conv2d's stride/padding/dilation): timm's dynamic "same" padding (Conv2dSame,
     Std...Same with `same_pad`) is applied to `a` here and the conv then pads nothing."""
     kind = _timm_convs().get(type(module))
-    if kind == "plain" or (kind is not None and getattr(module, "same_pad", False)):
+    if kind == "same" or (kind is not None and getattr(module, "same_pad", False)):
         from timm.layers import pad_same
         return (pad_same(a, module.kernel_size, module.stride, module.dilation),
                 dict(stride=module.stride, padding=(0, 0), dilation=module.dilation))
@@ -238,7 +239,65 @@ def trace(model: nn.Module) -> torch.fx.GraphModule:
     BatchNormAct2d) have their `if self.training` branches frozen into the trace, so tracing always happens in
     eval mode: the engine never uses batch statistics nor updates running buffers, whatever mode the model is in."""
     with evaluating(model):
-        return torch.fx.GraphModule(model, _LayerTracer().trace(model))
+        return _out_of_place(torch.fx.GraphModule(model, _LayerTracer().trace(model)))
+
+
+_INPLACE_OPERATORS = {operator.iadd: operator.add, operator.isub: operator.sub, operator.imul: operator.mul,
+                      operator.itruediv: operator.truediv, operator.ifloordiv: operator.floordiv,
+                      operator.ipow: operator.pow, operator.iand: operator.and_, operator.ior: operator.or_}
+
+
+def _out_of_place(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """`gm` made functional: every in-place operation (`nn.ReLU(inplace=True)` and the like, `F.relu(x, inplace=True)`,
+    `torch.relu_(x)`, `x += y`, `x.add_(y)`) becomes its out-of-place twin, and every later use of the tensor it
+    mutated (or of an alias through Identity/Dropout) reads the new value instead. Values are unchanged; what changes
+    is that no cached activation is overwritten later in the forward pass (a conv whose output an in-place activation
+    overwrites would otherwise be cached as the activation). The model's own modules are untouched: an in-place
+    module is replaced by an out-of-place copy in the graph module. `check_chain_runs` compares the result with the
+    model itself."""
+    nodes = list(gm.graph.nodes)
+    for i, node in enumerate(nodes):
+        mutated = node.args[0] if node.args and isinstance(node.args[0], torch.fx.Node) else None
+        if node.op == "call_module" and getattr(gm.get_submodule(node.target), "inplace", False) is True:
+            twin = copy.copy(gm.get_submodule(node.target))
+            twin.inplace = False
+            name = "_out_of_place_" + node.target.replace(".", "_")
+            gm.add_submodule(name, twin)
+            node.target = name
+        elif node.op == "call_function" and node.target in _INPLACE_OPERATORS:
+            node.target = _INPLACE_OPERATORS[node.target]
+        elif node.op == "call_function" and node.kwargs.get("inplace") is True:
+            node.kwargs = {**node.kwargs, "inplace": False}
+        elif (node.op == "call_function" and _inplace_name(node.target)
+              and getattr(torch, node.target.__name__, None) is node.target):
+            node.target = getattr(torch, node.target.__name__[:-1])           # torch.relu_ -> torch.relu
+        elif node.op == "call_method" and _inplace_name(node.target):
+            node.target = node.target[:-1]                                    # x.add_(y) -> x.add(y)
+        else:
+            continue
+        for alias in _aliases(gm, mutated):
+            for later in nodes[i + 1:]:
+                later.replace_input_with(alias, node)
+    gm.recompile()
+    return gm
+
+
+def _aliases(gm: torch.fx.GraphModule, node) -> list:
+    """`node` and the nodes it passes through unchanged (Identity, Dropout: the same tensor object)."""
+    out = []
+    while isinstance(node, torch.fx.Node):
+        out.append(node)
+        if node.op != "call_module" or not isinstance(gm.get_submodule(node.target), (nn.Identity, nn.Dropout)):
+            break
+        node = node.args[0]
+    return out
+
+
+def _inplace_name(target) -> bool:
+    """`relu_`, `add_`: a torch function or tensor method whose out-of-place twin (`relu`, `add`) exists."""
+    name = target if isinstance(target, str) else getattr(target, "__name__", "")
+    return (name.endswith("_") and not name.endswith("__")
+            and (hasattr(torch.Tensor, name[:-1]) if isinstance(target, str) else hasattr(torch, name[:-1])))
 
 
 class TracedModel:
@@ -449,7 +508,7 @@ def _naive_effects(model, layer, class_index, x, targets, intervention, n_parent
     if betas is None and intervention.mode != "constant":
         betas = intervention.beta((len(targets), n_parents))
     base = torch.stack([model(x[i:i + 1])[0, class_index] for i in range(len(x))])
-    out = torch.zeros(len(parents), len(x))
+    out = torch.zeros(len(parents), len(x), dtype=base.dtype)
     for pi, j in enumerate(parents):
         m2 = copy.deepcopy(model)
         module = dict(m2.named_modules())[layer]
