@@ -221,3 +221,57 @@ def test_in_place_operations_do_not_corrupt_the_cache(layer, targets):
     assert torch.allclose(fast, slow, atol=1e-5) and fast.abs().max() > 1e-4
     assert torch.allclose(traced.logits, model(x), atol=1e-6)
     assert model.act.inplace is True          # the model's own module is untouched
+
+
+class SetItem(nn.Module):
+    """A conv output overwritten through indexing: `y[:, 0] = 0` (torch.fx cannot trace item assignment)."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.fc = nn.Conv2d(2, 4, 3), nn.Linear(4, 3)
+
+    def forward(self, x):
+        y = self.c1(x)
+        z = y.mean((2, 3))
+        y[:, 0] = 0.0
+        return self.fc(z + y.mean((2, 3)))
+
+
+class ViewAlias(nn.Module):
+    """A view taken before an in-place op and read after it: the partial overwrite cannot be replayed."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.fc = nn.Conv2d(2, 4, 3), nn.Linear(6, 3)
+
+    def forward(self, x):
+        y = self.c1(x)
+        v = y[:, :2]
+        y.relu_()
+        return self.fc(torch.cat([v, y], 1).mean((2, 3)))
+
+
+class ZeroesInPlace(nn.Module):
+    """An in-place op with no out-of-place twin (`zero_`) on a cached activation, after it was used."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.fc = nn.Conv2d(2, 4, 3), nn.Linear(4, 3)
+
+    def forward(self, x):
+        y = self.c1(x)
+        z = y.mean((2, 3))
+        y.zero_()
+        return self.fc(z + y.mean((2, 3)))
+
+
+def test_models_whose_activations_change_in_place_unseen_are_refused_with_the_reason():
+    from causal_interp.discovery import layer_chain
+    from causal_interp.interventions import InPlaceError
+
+    with pytest.raises(TypeError, match="torch.fx cannot trace SetItem"):
+        layer_chain(SetItem())
+    with pytest.raises(InPlaceError, match="through a view"):
+        TracedModel(ViewAlias().eval())
+    with pytest.raises(InPlaceError, match=r"changes 1 tensor.s. in place after computing them .first: %c1"):
+        TracedModel(ZeroesInPlace().eval()).cache(torch.randn(2, 2, 5, 5))

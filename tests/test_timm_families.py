@@ -24,4 +24,7 @@ def test_readme_shows_the_committed_table():
     readme = (REPO / "README.md").read_text()
     block = readme.split(timm_families.BEGIN)[1].split(timm_families.END)[0]
     assert block.strip() == timm_families.table(rows).strip()
-    assert len(rows) == len(timm_families.MODELS) and not any(r["status"] == "crashed" for r in rows)
+    assert len(rows) == len(timm_families.MODELS)
+    refused = {r["model"] for r in rows if r["status"] != "supported"}
+    assert refused == {"densenet121"}, refused          # a concatenation ends the chain; every other model runs
+    assert all(r["max_relative_difference"] < 1e-4 for r in rows if r["status"] == "supported")

@@ -165,3 +165,57 @@ class PerExampleBuffer(nn.Module):
 def test_a_layer_the_engine_cannot_run_is_named_before_any_discovery():
     with pytest.raises(LayerRunError, match="layer 'conv': the engine cannot run an intervention on it"):
         discover_class_graph(PerExampleBuffer().eval(), torch.randn(2, 2, 6, 6), 0, test="paired")
+
+
+def test_masks_on_a_standardised_conv_accumulate_nest_and_are_restored():
+    torch.manual_seed(5)
+    model = PlainNet(StdConv2d(2, 5, 3, padding=1), StdConv2d(5, 6, 3, padding=1)).eval()
+    plain = PlainNet(as_plain_conv(model.conv1), as_plain_conv(model.conv2)).eval()
+    plain.fc = model.fc
+    x = torch.randn(3, 2, 8, 8)
+    first, second = LayerMask("conv2", [0], [1]), LayerMask("conv2", [3], None)
+    with masked(model, [first, second], {"conv2": 5}), masked(plain, [first, second], {"conv2": 5}):
+        assert torch.allclose(model(x), plain(x), atol=1e-5)            # both masks, not the last one only
+    with masked(model, [first], {"conv2": 5}), masked(plain, [first], {"conv2": 5}):
+        with masked(model, [second], {"conv2": 5}), masked(plain, [second], {"conv2": 5}):
+            assert torch.allclose(model(x), plain(x), atol=1e-5)        # the inner block keeps the outer mask
+        assert torch.allclose(model(x), plain(x), atol=1e-5)            # and gives it back on exit
+    assert torch.allclose(model(x), plain(x), atol=1e-5) and "forward" not in vars(model.conv2)
+    with pytest.raises(KeyError):
+        with masked(model, [first, LayerMask("nope", [0])], {"conv2": 5}):
+            pass
+    assert "forward" not in vars(model.conv2)                          # restored after an error too
+
+
+class MixesTheBatch(nn.Module):
+    """Centres every activation on the batch mean: a batch of several interventions is not several batches."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.c2, self.fc = nn.Conv2d(1, 3, 3), nn.Conv2d(3, 3, 3), nn.Linear(3, 2)
+
+    def forward(self, x):
+        y = self.c2(torch.relu(self.c1(x)))
+        return self.fc((y - y.mean(0)).mean((2, 3)))
+
+
+def test_a_model_that_mixes_the_batch_is_refused_before_any_discovery():
+    torch.manual_seed(6)
+    with pytest.raises(LayerRunError, match="effects differ when interventions share a batch"):
+        discover_class_graph(MixesTheBatch().eval(), torch.randn(4, 1, 7, 7), 0, test="paired")
+
+
+class Noisy(nn.Module):
+    """A forward pass with fresh noise: torch.fx replays it, but not to the model's own logits."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.fc = nn.Conv2d(1, 3, 3), nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.fc((self.c1(x) + torch.randn_like(self.c1(x))).mean((2, 3)))
+
+
+def test_a_forward_pass_the_trace_does_not_replay_is_refused():
+    with pytest.raises(LayerRunError, match="logits differ from the model's own"):
+        discover_class_graph(Noisy().eval(), torch.randn(4, 1, 7, 7), 0, test="paired")

@@ -74,22 +74,27 @@ class LayerRunError(ValueError):
 
 
 def check_chain_runs(traced: TracedModel, chain: list[str], class_index: int, x: torch.Tensor) -> None:
-    """Run the engine on every layer of `chain` before any discovery: on two examples, parents 0 and 1 intervened
-    together (one batch of 2 x 2) and one at a time, towards target 0 (the class at the top). A layer that raises,
-    or whose effects change with the number of interventions in a batch (a shape read upstream of the layer, say),
-    stops the run with its name and the reason. `traced` is left with the two examples cached."""
+    """Run the engine on every layer of `chain` before any discovery, on two examples: two parents with an edge to
+    the targets (in a grouped conv: the first channel of two groups) intervened together (one batch of 2 x 2) and one
+    at a time. First the traced forward pass is compared with the model's own. A layer that raises, or whose effects
+    change with the number of interventions in a batch (a model that mixes the examples of a batch, say), stops the
+    run with its name and the reason. `traced` is left with the two examples cached."""
     logits = traced.cache(x[:2], where=f"class {class_index}, checking the layers")
     with torch.no_grad(), evaluating(traced.model):
-        own = traced.model(x[:2])
+        own = traced.model(x[:2].clone())          # a model that changes its input in place changes a copy
     if not torch.allclose(logits, own, rtol=1e-4, atol=1e-5 * (1 + float(own.abs().max()))):
         raise LayerRunError(f"the traced model's logits differ from the model's own by up to "
                             f"{float((logits - own).abs().max()):.3g}: its forward pass does something torch.fx cannot "
                             f"replay (in-place updates of views, say); the engine cannot analyse it")
     for depth, name in enumerate(reversed(chain)):
-        targets = [class_index] if depth == 0 else [0]
+        module = traced.modules[name]
         try:
             n = traced.parents(name)[0]
-            parents = list(range(min(2, n)))
+            # two parents with an edge to the targets: in a grouped (depthwise) conv, the first of two groups
+            groups = getattr(module, "groups", 1)
+            step_in, step_out = (n // groups, _out_nodes(module) // groups) if groups > 1 else (1, 0)
+            parents = [j for j in (0, step_in) if j < n]
+            targets = [class_index] if depth == 0 else sorted({0, step_out})
             together = treatment_effects(traced, name, class_index, targets, Intervention(), parents=parents)
             alone = torch.cat([treatment_effects(traced, name, class_index, targets, Intervention(), parents=[j])
                                for j in parents])
@@ -100,8 +105,9 @@ def check_chain_runs(traced: TracedModel, chain: list[str], class_index: int, x:
                                 f"{e}); give a layer chain without it (discover_graphs.layers)") from e
         if not torch.allclose(together, alone, rtol=1e-4, atol=1e-5 * (1 + float(traced.logits.abs().max()))):
             raise LayerRunError(f"layer {name!r}: effects differ when interventions share a batch (largest gap "
-                                f"{float((together - alone).abs().max()):.3g}): the model reads a size upstream of "
-                                f"the layer that the engine cannot see; give a layer chain without it")
+                                f"{float((together - alone).abs().max()):.3g}): the model mixes the examples of a "
+                                f"batch, or reads something upstream of the layer that the engine cannot see; give "
+                                f"a layer chain without it")
 
 
 def _channel_connected(lower: nn.Module, upper: nn.Module) -> bool:

@@ -239,7 +239,12 @@ def trace(model: nn.Module) -> torch.fx.GraphModule:
     BatchNormAct2d) have their `if self.training` branches frozen into the trace, so tracing always happens in
     eval mode: the engine never uses batch statistics nor updates running buffers, whatever mode the model is in."""
     with evaluating(model):
-        return _out_of_place(torch.fx.GraphModule(model, _LayerTracer().trace(model)))
+        try:
+            graph = _LayerTracer().trace(model)
+        except Exception as e:  # noqa: BLE001 - torch.fx's reasons are many; the model is refused with its words
+            raise TypeError(f"torch.fx cannot trace {type(model).__name__} ({type(e).__name__}: {e}); the engine "
+                            f"needs a traceable forward pass (no item assignment, no data-dependent control flow)") from e
+        return _out_of_place(torch.fx.GraphModule(model, graph))
 
 
 _INPLACE_OPERATORS = {operator.iadd: operator.add, operator.isub: operator.sub, operator.imul: operator.mul,
@@ -247,21 +252,62 @@ _INPLACE_OPERATORS = {operator.iadd: operator.add, operator.isub: operator.sub, 
                       operator.ipow: operator.pow, operator.iand: operator.and_, operator.ior: operator.or_}
 
 
+_VIEW_METHODS = {"view", "view_as", "reshape", "reshape_as", "flatten", "unflatten", "transpose", "permute", "t",
+                 "squeeze", "unsqueeze", "expand", "expand_as", "narrow", "select", "chunk", "split", "unbind",
+                 "movedim", "swapaxes", "diagonal", "as_strided", "__getitem__"}
+_VIEW_FUNCTIONS = {torch.flatten, torch.reshape, torch.transpose, torch.permute, torch.squeeze, torch.unsqueeze,
+                   torch.narrow, torch.select, torch.chunk, torch.split, torch.unbind, torch.movedim, operator.getitem}
+
+
+def _alias_kind(gm: torch.fx.GraphModule, node: torch.fx.Node) -> str | None:
+    """"same" if `node`'s value is its first argument itself (Identity, Dropout), "view" if it may share the first
+    argument's memory (view, reshape, indexing, ...), else None."""
+    if node.op == "call_module":
+        module = gm.get_submodule(node.target)
+        if isinstance(module, (nn.Identity, nn.Dropout)):
+            return "same"
+        return "view" if isinstance(module, (nn.Flatten, nn.Unflatten)) else None
+    if node.op == "call_method" and node.target in _VIEW_METHODS:
+        return "view"
+    if node.op == "call_function" and node.target in _VIEW_FUNCTIONS:
+        return "view"
+    return None
+
+
+def _alias_component(gm: torch.fx.GraphModule, node: torch.fx.Node) -> tuple[set, bool]:
+    """(every node whose value may share memory with `node`'s, whether a view is among the links)."""
+    seen, todo, view = {node}, [node], False
+    while todo:
+        n = todo.pop()
+        links = []
+        if _alias_kind(gm, n) and n.args and isinstance(n.args[0], torch.fx.Node):
+            links.append((n.args[0], _alias_kind(gm, n)))
+        links += [(u, _alias_kind(gm, u)) for u in n.users if _alias_kind(gm, u) and u.args and u.args[0] is n]
+        for other, kind in links:
+            view = view or kind == "view"
+            if other not in seen:
+                seen.add(other)
+                todo.append(other)
+    return seen, view
+
+
 def _out_of_place(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
     """`gm` made functional: every in-place operation (`nn.ReLU(inplace=True)` and the like, `F.relu(x, inplace=True)`,
-    `torch.relu_(x)`, `x += y`, `x.add_(y)`) becomes its out-of-place twin, and every later use of the tensor it
-    mutated (or of an alias through Identity/Dropout) reads the new value instead. Values are unchanged; what changes
-    is that no cached activation is overwritten later in the forward pass (a conv whose output an in-place activation
-    overwrites would otherwise be cached as the activation). The model's own modules are untouched: an in-place
-    module is replaced by an out-of-place copy in the graph module. `check_chain_runs` compares the result with the
-    model itself."""
+    `torch.relu_(x)`, `x += y`, `x.add_(y)`) becomes its out-of-place twin, and every later use of the
+    mutated tensor, or of a tensor that is the same object (Identity, Dropout), reads the new value instead. Values
+    are unchanged; what changes is that no cached activation is overwritten later in the forward pass (a conv whose
+    output an in-place activation overwrites would otherwise be cached as the activation). Where the mutated tensor
+    is a view of, or is viewed by, a tensor used after the operation, the partial overwrite cannot be emulated and
+    the model is refused (`InPlaceError`), before anything runs. The model's own modules are untouched: an in-place
+    module is replaced by an out-of-place copy in the graph module."""
     nodes = list(gm.graph.nodes)
+    position = {n: i for i, n in enumerate(nodes)}
     for i, node in enumerate(nodes):
         mutated = node.args[0] if node.args and isinstance(node.args[0], torch.fx.Node) else None
         if node.op == "call_module" and getattr(gm.get_submodule(node.target), "inplace", False) is True:
             twin = copy.copy(gm.get_submodule(node.target))
             twin.inplace = False
-            name = "_out_of_place_" + node.target.replace(".", "_")
+            name = f"_out_of_place_{i}"
             gm.add_submodule(name, twin)
             node.target = name
         elif node.op == "call_function" and node.target in _INPLACE_OPERATORS:
@@ -275,29 +321,32 @@ def _out_of_place(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
             node.target = node.target[:-1]                                    # x.add_(y) -> x.add(y)
         else:
             continue
-        for alias in _aliases(gm, mutated):
-            for later in nodes[i + 1:]:
-                later.replace_input_with(alias, node)
+        if mutated is None:
+            continue
+        aliases, view = _alias_component(gm, mutated)
+        later = {a: [u for u in a.users if position[u] > i] for a in aliases}
+        if view:
+            # a partial overwrite: only the mutated node itself may be read later
+            others = [u for a, us in later.items() if a is not mutated for u in us]
+            if others:
+                raise InPlaceError(f"the forward pass changes part of a tensor in place through a view "
+                                   f"({node.format_node()}) and reads the viewed tensor afterwards "
+                                   f"({others[0].format_node()}); the engine cannot replay it, so it refuses the model")
+            later = {mutated: later[mutated]}
+        for a, users in later.items():
+            for u in users:
+                u.replace_input_with(a, node)
     gm.recompile()
     return gm
-
-
-def _aliases(gm: torch.fx.GraphModule, node) -> list:
-    """`node` and the nodes it passes through unchanged (Identity, Dropout: the same tensor object)."""
-    out = []
-    while isinstance(node, torch.fx.Node):
-        out.append(node)
-        if node.op != "call_module" or not isinstance(gm.get_submodule(node.target), (nn.Identity, nn.Dropout)):
-            break
-        node = node.args[0]
-    return out
 
 
 def _inplace_name(target) -> bool:
     """`relu_`, `add_`: a torch function or tensor method whose out-of-place twin (`relu`, `add`) exists."""
     name = target if isinstance(target, str) else getattr(target, "__name__", "")
-    return (name.endswith("_") and not name.endswith("__")
-            and (hasattr(torch.Tensor, name[:-1]) if isinstance(target, str) else hasattr(torch, name[:-1])))
+    if not name.endswith("_") or name.endswith("__"):
+        return False
+    twin = getattr(torch.Tensor if isinstance(target, str) else torch, name[:-1], None)
+    return callable(twin)                    # not requires_grad_ (its twin is an attribute)
 
 
 class TracedModel:
@@ -339,9 +388,10 @@ class TracedModel:
         layers = [n for n in self.gm.graph.nodes if n.op == "call_module"]
         first = f"input of layer {layers[0].target!r}" if layers else "input"
         check_finite(x, "input values", f"{where}, {first}")
-        interp = torch.fx.Interpreter(self.gm, garbage_collect_values=False)
+        interp = _VersionRecorder(self.gm, garbage_collect_values=False)
         with evaluating(self.model):
             out = interp.run(x)
+        interp.check_unchanged()
         if not torch.isfinite(out).all():
             culprit = next((n.target for n in layers if isinstance(interp.env.get(n), torch.Tensor)
                             and not torch.isfinite(interp.env[n]).all()), "the output")
@@ -373,10 +423,14 @@ class TracedModel:
             v = self.env[a]
             if a not in self.batched or a.op == "placeholder" and not _tensors_only(v):   # e.g. attn_mask=None
                 return v
-            if _tensors_only(v):                 # a cached batch meets a changed one: repeated `reps` times
+            if _tensors_only(v) and _batch_first(v, self.n):   # a cached batch meets a changed one: repeated
                 return _repeat(v, reps)
-            # a size or shape read upstream of the layer (`B, N, C = x.shape` in an attention block): recomputed
-            # at the reps * N batch, never reused from the cache, so no reshape sees the old batch size
+            shape = self._repeated_shape(a, values, reps)
+            if shape is not None:                # `B, N, C = x.shape` upstream of the layer: the shape at reps * N
+                values[a] = shape
+                return shape
+            # another value read upstream (a size, a tensor without the batch axis): recomputed at the reps * N
+            # batch, never reused from the cache, so no reshape sees the old batch size
             values[a] = self._compute(a, load)
             return values[a]
 
@@ -394,6 +448,19 @@ class TracedModel:
             values[node] = self._compute(node, load)
         raise RuntimeError("the traced graph has no output")
 
+    def _repeated_shape(self, node: torch.fx.Node, values: dict, reps: int):
+        """`x.shape` / `x.size()` of a cached batch-first tensor `x`, at the batch of `reps` interventions, without
+        repeating `x` (None for any other node)."""
+        is_shape = (node.op == "call_function" and node.target is getattr and node.args[1] == "shape"
+                    or node.op == "call_method" and node.target == "size" and len(node.args) == 1 and not node.kwargs)
+        src = node.args[0] if is_shape else None
+        if not isinstance(src, torch.fx.Node) or src in values:
+            return None
+        v = self.env[src]
+        if not isinstance(v, torch.Tensor) or src not in self.batched or not _batch_first(v, self.n):
+            return None
+        return torch.Size((v.shape[0] * reps, *v.shape[1:]))
+
     def _compute(self, node: torch.fx.Node, load):
         args = torch.fx.node.map_aggregate(node.args, load)
         kwargs = torch.fx.node.map_aggregate(node.kwargs, load)
@@ -406,6 +473,33 @@ class TracedModel:
         raise RuntimeError(f"unexpected node {node.op}")   # get_attr cannot depend on the layer
 
 
+class InPlaceError(NotImplementedError):
+    """The forward pass changes a tensor in place after it was computed, in a way `_out_of_place` does not undo
+    (`x[:, 0] = y`, an in-place op on a view): the cached activation would not be the one the model computed."""
+
+
+class _VersionRecorder(torch.fx.Interpreter):
+    """An Interpreter that notes each tensor's version counter when it is computed, so that `check_unchanged` can
+    tell whether a later operation changed it in place."""
+
+    def run(self, *args, **kwargs):
+        self.versions = {}
+        return super().run(*args, **kwargs)
+
+    def run_node(self, n):
+        out = super().run_node(n)
+        if isinstance(out, torch.Tensor):
+            self.versions[n] = out._version
+        return out
+
+    def check_unchanged(self) -> None:
+        changed = [n for n, v in self.versions.items() if self.env[n]._version != v]
+        if changed:
+            raise InPlaceError(f"the forward pass changes {len(changed)} tensor(s) in place after computing them "
+                               f"(first: {changed[0].format_node()}); the engine's cached activations would not be "
+                               f"the model's, so it refuses the model")
+
+
 def _tensors_only(v) -> bool:
     """True for a tensor, or a tuple/list of them (a value that repeating along the batch axis reproduces)."""
     if isinstance(v, torch.Tensor):
@@ -413,10 +507,18 @@ def _tensors_only(v) -> bool:
     return isinstance(v, (tuple, list)) and len(v) > 0 and all(_tensors_only(e) for e in v)
 
 
+def _batch_first(v, n: int) -> bool:
+    """True if every tensor in `v` has the batch axis first (`n` examples): a value to repeat along it."""
+    if isinstance(v, torch.Tensor):
+        return v.dim() > 0 and v.shape[0] == n
+    return all(_batch_first(e, n) for e in v)
+
+
 def _repeat(v, reps: int):
     if isinstance(v, torch.Tensor):
         return v.repeat(reps, *([1] * (v.dim() - 1)))
-    return type(v)(_repeat(e, reps) for e in v)
+    items = [_repeat(e, reps) for e in v]
+    return type(v)(*items) if hasattr(v, "_fields") else type(v)(items)       # namedtuples too
 
 
 def parent_contributions(module: nn.Module, a: torch.Tensor, w: torch.Tensor, parents: torch.Tensor,
@@ -531,4 +633,4 @@ def _naive_effects(model, layer, class_index, x, targets, intervention, n_parent
 
 __all__ = ["Intervention", "TracedModel", "treatment_effects", "naive_effects", "parent_contributions",
            "layer_parents", "check_layer", "edge_pairs", "edge_weights", "NonFiniteError", "check_finite",
-           "effective_weight", "is_standardised", "apply_layer", "conv_input"]
+           "effective_weight", "is_standardised", "apply_layer", "conv_input", "InPlaceError"]

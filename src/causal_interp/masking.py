@@ -38,16 +38,21 @@ def masked(model: nn.Module, masks: list[LayerMask], n_parents: dict[str, int]):
     A weight-standardised conv (timm's StdConv2d) has the masked entries of its effective weight zeroed: it runs
     as a conv with that weight for the duration of the block (zeroing stored entries would re-standardise them)."""
     modules = dict(model.named_modules())
-    saved, overridden = [], []
+    saved, overridden = [], {}      # overridden: module -> its instance `forward` before the block (None: none)
     try:
         for m in masks:
             if m.layer not in modules:
                 raise KeyError(f"unknown layer {m.layer!r}")
             module = modules[m.layer]
             if is_standardised(module):
-                w = effective_weight(module).detach().clone()
-                module.forward = functools.partial(apply_layer, module, weight=w)
-                overridden.append(module)
+                current = vars(module).get("forward")
+                if module not in overridden:      # first mask of this layer in the block: a copy of what it applies
+                    overridden[module] = current
+                    base = current.keywords["weight"] if isinstance(current, functools.partial) else effective_weight(module)
+                    w = base.detach().clone()
+                    module.forward = functools.partial(apply_layer, module, weight=w)
+                else:                             # masked twice in one block: keep zeroing the same copy
+                    w = current.keywords["weight"]
             else:
                 w = module.weight
                 saved.append((w, w.detach().clone()))
@@ -63,8 +68,11 @@ def masked(model: nn.Module, masks: list[LayerMask], n_parents: dict[str, int]):
     finally:
         for w, original in reversed(saved):
             w.data.copy_(original)
-        for module in overridden:
-            del module.forward
+        for module, previous in overridden.items():
+            if previous is None:
+                vars(module).pop("forward", None)
+            else:
+                module.forward = previous         # an enclosing `masked` block's weights
 
 
 def top_share(order: list[int], n_parents: int, share: float) -> list[int]:
