@@ -69,7 +69,8 @@ plotting.save(fig, out / "examples.png")
 
 # %%
 torch.manual_seed(cfg.seed)
-model = models.build_model(cfg.model, ds.num_classes, in_chans=ds.input_shape[0], pretrained=cfg.pretrained)
+model = models.build_model(cfg.model, ds.num_classes, in_chans=ds.input_shape[0], pretrained=cfg.pretrained,
+                           model_args=cfg.model_args)
 n_params = sum(p.numel() for p in model.parameters())
 print(f"{cfg.model}: {n_params:,} parameters, pretrained={cfg.pretrained}")
 ckpt = Path(checkpoint_dir) / f"{stage}-{training.config_hash(cfg, {'n_train': len(ds.y_train), 'root': str(data_cfg.root)})}.pt"
@@ -102,7 +103,7 @@ reporting.write_summary(out, {stage: {"what": f"{cfg.model} test accuracy on {cf
                                                  if cfg.target_accuracy else None)}})
 (out / "history.json").write_text(json.dumps(history, indent=2))
 (out / "confusion_matrix.json").write_text(json.dumps({"classes": ds.classes, "matrix": m["confusion_matrix"]}))
-models.save_model(model, model_path, cfg.model, ds.num_classes, ds.input_shape[0],
+models.save_model(model, model_path, cfg.model, ds.num_classes, ds.input_shape[0], model_args=cfg.model_args,
                   extra={"image_size": cfg.image_size, "dataset": cfg.dataset, "test_accuracy": m["accuracy"]})
 print(json.dumps({k: v for k, v in metrics.items() if k != "per_class_accuracy"}, indent=1))
 

@@ -219,3 +219,18 @@ class Noisy(nn.Module):
 def test_a_forward_pass_the_trace_does_not_replay_is_refused():
     with pytest.raises(LayerRunError, match="logits differ from the model's own"):
         discover_class_graph(Noisy().eval(), torch.randn(4, 1, 7, 7), 0, test="paired")
+
+
+def test_a_vit_is_a_params_change_model_args_reach_timm_and_the_saved_model(tmp_path):
+    from causal_interp import config, models
+
+    cfg = config.from_dict(config.TrainConfig, {"dataset": "cifar10", "model": "vit_tiny_patch16_224",
+                                                "model_args": {"img_size": 32, "patch_size": 8}}, "arch_vit")
+    model = models.build_model(cfg.model, 10, 3, model_args=cfg.model_args)
+    assert model.patch_embed.proj.kernel_size == (8, 8) and model(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+    models.save_model(model, tmp_path / "vit.pt", cfg.model, 10, 3, model_args=cfg.model_args)
+    again = models.load_model(tmp_path / "vit.pt")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+    with pytest.raises(config.ConfigError, match="arch_vit.model_args: timm model 'resnet18' does not take"):
+        config.from_dict(config.TrainConfig, {"dataset": "cifar10", "model": "resnet18",
+                                              "model_args": {"patch_size": 8}}, "arch_vit")

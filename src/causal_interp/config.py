@@ -161,6 +161,7 @@ class TrainConfig:
     dataset: str
     model: str
     pretrained: bool = False
+    model_args: dict = field(default_factory=dict)   # timm.create_model's own arguments (a ViT's img_size, ...)
     image_size: int = bounded(32, 16, 1024)
     epochs: int = bounded(5, 0, 10_000)
     batch_size: int = bounded(128, 1, 65_536)
@@ -194,6 +195,15 @@ class TrainConfig:
             raise ConfigError(f"{section}.image_size must be 32 for lenet (its fc1 reads 16 x 5 x 5), got {self.image_size}")
         if self.dataset == "imagenet" and self.pretrained is False and self.epochs == 0:
             raise ConfigError(f"{section}: epochs 0 needs pretrained: true")
+        if self.model_args:        # unknown timm arguments stop here, before any data is loaded (a model on "meta")
+            import torch
+
+            from .models import build_model
+            try:
+                with torch.device("meta"):
+                    build_model(self.model, 10, 3, False, self.model_args)
+            except ConfigError as e:
+                raise ConfigError(f"{section}.model_args: {e}") from e
 
 
 def stage_config(params: dict, stage: str, cls=TrainConfig):

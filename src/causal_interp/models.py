@@ -93,25 +93,34 @@ def check_pretrained_available(name: str, key: str = "pretrained", timeout: floa
                       f"set pretrained: false (train from scratch) or run once with network access")
 
 
-def build_model(name: str, num_classes: int, in_chans: int = 3, pretrained: bool = False) -> nn.Module:
-    """LeNet or `timm.create_model(name)` with a fresh `num_classes` head (ImageNet weights if `pretrained`)."""
+def build_model(name: str, num_classes: int, in_chans: int = 3, pretrained: bool = False,
+                model_args: dict | None = None) -> nn.Module:
+    """LeNet or `timm.create_model(name, **model_args)` with a fresh `num_classes` head (ImageNet weights if
+    `pretrained`); `model_args` are timm's own arguments, e.g. {img_size: 32, patch_size: 4} for a ViT."""
     check_model_name(name)
     if name == "lenet":
         if pretrained:
             raise ConfigError("model 'lenet' has no pretrained weights; set pretrained: false")
+        if model_args:
+            raise ConfigError(f"model 'lenet' takes no model_args, got {sorted(model_args)}")
         return LeNet(in_chans, num_classes)
     import timm
 
-    return timm.create_model(name, pretrained=pretrained, num_classes=num_classes, in_chans=in_chans)
+    try:
+        return timm.create_model(name, pretrained=pretrained, num_classes=num_classes, in_chans=in_chans,
+                                 **(model_args or {}))
+    except TypeError as e:
+        raise ConfigError(f"timm model {name!r} does not take model_args {model_args}: {e}") from e
 
 
 def save_model(model: nn.Module, path: str | Path, name: str, num_classes: int, in_chans: int,
-               extra: dict | None = None) -> None:
+               extra: dict | None = None, model_args: dict | None = None) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".part")
     torch.save({"name": name, "num_classes": num_classes, "in_chans": in_chans,
-                "state_dict": model.state_dict(), **(extra or {})}, tmp)
+                "state_dict": model.state_dict(), **({"model_args": model_args} if model_args else {}),
+                **(extra or {})}, tmp)
     tmp.replace(path)
 
 
@@ -121,7 +130,8 @@ def load_model(path: str | Path) -> nn.Module:
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}; run its training stage first (dvc repro)")
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    model = build_model(ckpt["name"], ckpt["num_classes"], ckpt["in_chans"], pretrained=False)
+    model = build_model(ckpt["name"], ckpt["num_classes"], ckpt["in_chans"], pretrained=False,
+                        model_args=ckpt.get("model_args"))
     model.load_state_dict(ckpt["state_dict"])
     return model.eval()
 

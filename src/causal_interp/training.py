@@ -79,7 +79,10 @@ def predict(model: nn.Module, data: ImageData, x_uint8: torch.Tensor, batch_size
 
 
 def config_hash(cfg: TrainConfig, extra: dict | None = None) -> str:
-    blob = json.dumps({"cfg": dataclasses.asdict(cfg), **(extra or {})}, sort_keys=True)
+    values = dataclasses.asdict(cfg)
+    if not values.get("model_args"):        # the hash of a config without model_args is what it was before them
+        values.pop("model_args", None)
+    blob = json.dumps({"cfg": values, **(extra or {})}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
