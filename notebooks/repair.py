@@ -139,12 +139,11 @@ for m in setups:
     metrics["models"][m] = {"mean": {f"{how}_{col}": {str(s): float(v) for s, v in d.loc[how][col].items()}
                                      for how in d.index.levels[0] for col in ("class_accuracy", "all_accuracy")}}
     gr = d.loc["graph"]
-    class_up = bool((gr.class_accuracy > g0.class_accuracy + 0.005).any())
-    repaired = gr[(gr.class_accuracy > g0.class_accuracy + 0.005) & (gr.all_accuracy >= g0.all_accuracy - 0.005)]
     bias = df[(df.model == m) & (df["mask"] == "graph")].groupby("share")[["false_positive_rate", "precision"]].mean()
     lit = df[(df.model == m) & (df["mask"] == "irrelevant")].groupby("share")[["class_accuracy", "all_accuracy", "false_positive_rate"]].mean()
-    biased = bool(bias.false_positive_rate.iloc[-1] > bias.false_positive_rate.iloc[0] + 0.05)
-    metrics["models"][m].update({"class_accuracy_improves": class_up, "repair_without_harm_shares": [float(x) for x in repaired.index],
+    facts = verdicts.repair_facts(gr.class_accuracy, gr.all_accuracy, bias.false_positive_rate)   # what the verdict uses
+    class_up, repaired, biased = bool(facts.rises), [float(gr.index[i]) for i in facts.repaired], facts.biased
+    metrics["models"][m].update({"class_accuracy_improves": class_up, "repair_without_harm_shares": repaired,
                                  "false_positive_rate": {str(s): float(v) for s, v in bias.false_positive_rate.items()},
                                  "precision": {str(s): float(v) for s, v in bias.precision.items()},
                                  "irrelevant_only": lit.round(4).to_dict(orient="index"), "bias_towards_the_class": biased})
@@ -168,7 +167,7 @@ for m in setups:
                  f"{gr.class_accuracy.iloc[-1]:.4f} on the class but **{gr.all_accuracy.iloc[-1]:.4f} on all classes**; "
                  f"random masks give {d.loc['random'].class_accuracy.iloc[-1]:.4f} / {d.loc['random'].all_accuracy.iloc[-1]:.4f}. "
                  f"Class accuracy {'rises' if class_up else 'does not rise'}; a repair that keeps all-class accuracy within 0.5 points "
-                 f"{'exists at shares ' + str([f'{x:.0%}' for x in repaired.index]) if len(repaired) else 'exists at NO share'}.")
+                 f"{'exists at shares ' + str([f'{x:.0%}' for x in repaired]) if repaired else 'exists at NO share'}.")
 if len(corr):
     metrics["correction"] = {"model": cfg.correction_model, "examples_selected": pair,
                              "examples": len(corr), "corrected": int(corr.corrected.sum()),

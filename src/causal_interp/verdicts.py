@@ -134,14 +134,31 @@ def fidelity_verdict(unmasked: float, at_share: dict[str, float], share: float, 
                    f"random {at_share['random']:.3f}, weight magnitude {at_share['magnitude']:.3f})", HOLDS if drastic else FAILS)
 
 
+@dataclass
+class RepairFacts:
+    """What fig. 11's verdict rests on, as positions in the sequence of masked shares: where class accuracy rises
+    (by more than 0.5 points), where it rises while all-class accuracy stays within 0.5 points (a repair), and whether
+    the class's false-positive rate rose by more than 5 points at the largest class-accuracy rise (bias)."""
+
+    rises: list
+    repaired: list
+    biased: bool
+
+
+def repair_facts(class_accuracy, all_accuracy, false_positive_rate) -> RepairFacts:
+    """Fig. 11's facts; each argument a sequence over the masked shares in increasing order, the first unmasked."""
+    c, a, f = (list(map(float, v)) for v in (class_accuracy, all_accuracy, false_positive_rate))
+    rises = [i for i in range(1, len(c)) if c[i] > c[0] + 0.005]
+    return RepairFacts(rises, [i for i in rises if a[i] >= a[0] - 0.005],
+                       bool(rises) and f[max(rises, key=lambda i: c[i])] > f[0] + 0.05)
+
+
 def repair_verdict(class_accuracy, all_accuracy, false_positive_rate, protocol: str) -> Verdict:
     """Fig. 11. Each argument: a sequence over the masked shares in increasing order, the first one unmasked (share 0);
     means over classes of the graph masks."""
     c, a, f = (list(map(float, v)) for v in (class_accuracy, all_accuracy, false_positive_rate))
-    rises = [i for i in range(1, len(c)) if c[i] > c[0] + 0.005]
-    repaired = [i for i in rises if a[i] >= a[0] - 0.005]
-    biased = bool(rises) and f[max(rises, key=lambda i: c[i])] > f[0] + 0.05
-    outcome = HOLDS if repaired else BIAS if rises and biased else FAILS
+    facts = repair_facts(c, a, f)
+    outcome = HOLDS if facts.repaired else BIAS if facts.biased else FAILS
     return Verdict("repair", protocol,
                    f"every distracting/irrelevant path masked: class accuracy {c[0]:.3f} -> {c[-1]:.3f}, the class's "
                    f"false-positive rate {f[0]:.3f} -> {f[-1]:.3f}, all-class accuracy {a[0]:.3f} -> {a[-1]:.3f}", outcome)
