@@ -159,21 +159,21 @@ for m, su in setups.items():
 # %%
 order = list(cfg.methods)
 for setting in evaluation.SETTINGS:
-    for m in setups:
-        d = scores[(scores.model == m) & (scores.setting == setting)]
-        fig, axes = plotting.plt.subplots(1, 2, figsize=(12, 4))
-        for ax, metric in zip(axes, evaluation.METRICS):
-            dm = d[d.metric == metric]
-            sns.boxplot(data=dm, x="method", y="score", order=order, ax=ax, showfliers=False,
-                        hue="method", palette="tab10", legend=False)
-            sns.stripplot(data=dm, x="method", y="score", order=order, ax=ax, color="k", size=1.5, alpha=0.4)
-            if metric == "LE" and (dm.score > 0).all():
-                ax.set_yscale("log")
-            ax.set_title(f"{metric} ({'lower' if metric == 'LE' else 'higher'} is better)")
-            ax.set_xlabel(""); ax.tick_params(axis="x", rotation=60)
-        fig.suptitle(f"{m}: {setting} normalisation")
-        fig.tight_layout()
-        plotting.save(fig, figs / f"fig{fig_no}_{m}_{setting}.png")
+    d = scores[scores.setting == setting]
+    g = sns.catplot(data=d, x="method", y="score", order=order, hue="method", hue_order=order, palette="tab10",
+                    row="model", row_order=list(setups), col="metric", col_order=list(evaluation.METRICS), kind="box",
+                    showfliers=False, sharey=False, height=3.0, aspect=1.9, legend=False)
+    for (m, metric), ax in g.axes_dict.items():
+        dm = d[(d.model == m) & (d.metric == metric)]
+        sns.stripplot(data=dm, x="method", y="score", order=order, ax=ax, color="k", size=1.5, alpha=0.4)
+        if metric == "LE" and (dm.score > 0).all():
+            ax.set_yscale("log")
+        ax.set_title(f"{m}: {metric} ({'lower' if metric == 'LE' else 'higher'} is better"
+                     f"{'; area over the curve' if metric == 'IROF' else ''})")
+        ax.set_xlabel(""); ax.set_ylabel("Local Lipschitz Estimate" if metric == "LE" else "IROF")
+        ax.tick_params(axis="x", rotation=60)
+    g.figure.suptitle(f"Figure {fig_no}: every method on every model, {setting} normalisation", y=1.02)
+    plotting.save(g.figure, figs / f"fig{fig_no}_{setting}.png")
 
 # %% [markdown]
 # ## Medians with bootstrap 95% intervals

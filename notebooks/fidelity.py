@@ -67,15 +67,19 @@ print(f"{len(rows)} masked evaluations in {seconds:.0f} s")
 # Thick lines: mean over classes (random: also over draws); thin lines: single classes under the critical ranking.
 
 # %%
-for m in setups:
-    d = df[df.model == m]
-    fig, ax = plotting.plt.subplots(figsize=(7, 4))
-    sns.lineplot(data=d, x="share", y="accuracy", hue="ranking", errorbar=None, marker="o", ax=ax, lw=2.5)
-    for c, dc in d[d.ranking == "critical"].groupby("class"):
+g = sns.relplot(data=df, x="share", y="accuracy", hue="ranking", hue_order=["critical", "random", "magnitude"],
+                col="model", col_order=list(setups), kind="line", errorbar=None, marker="o", lw=2.5,
+                height=3.4, aspect=1.1)
+for m, ax in g.axes_dict.items():             # thin: each class under the critical ranking
+    for c, dc in df[(df.model == m) & (df.ranking == "critical")].groupby("class"):
         ax.plot(dc.share, dc.accuracy, color="tab:blue", alpha=0.25, lw=0.8)
-    ax.set_xlabel("share of every layer's parents masked"); ax.set_ylabel("class accuracy (evaluation split)")
-    ax.set_title(f"{m}: fidelity of the critical neurons"); ax.set_ylim(-0.02, 1.02)
-    plotting.save(fig, figs / f"fig10_fidelity_{m}.png")
+    ax.xaxis.set_major_formatter(plotting.PercentFormatter(1.0))
+g.set_titles("{col_name}")
+g.set_axis_labels("share of every layer's parents masked", "class accuracy (evaluation split)")
+g.set(ylim=(-0.02, 1.02))
+g.figure.suptitle("Figure 10: class accuracy as the most critical neurons are masked (thick: mean over classes; "
+                  "thin: each class, critical ranking)", y=1.05)
+plotting.save(g.figure, figs / "fig10_fidelity.png")
 table = df.groupby(["model", "ranking", "share"]).accuracy.mean().unstack("share").round(3)
 display(table)
 

@@ -78,14 +78,17 @@ print(f"{len(rows)} masked evaluations in {seconds:.0f} s")
 # %%
 names = {"class_accuracy": "class accuracy", "all_accuracy": "all-class accuracy",
          "false_positive_rate": "class false-positive rate", "precision": "class precision"}
-for m in setups:
-    d = df[df.model == m].rename(columns=names).melt(id_vars=["share", "mask", "class"], value_vars=list(names.values()),
-                                                      var_name="measured", value_name="value")
-    g = sns.relplot(data=d, x="share", y="value", hue="mask", col="measured", kind="line", errorbar=None,
-                    marker="o", height=3.0, aspect=1.1, facet_kws={"sharey": False})
-    g.set_axis_labels("share of the class's distracting/irrelevant parents masked", "")
-    g.figure.suptitle(f"{m}: masking distracting and irrelevant paths (mean over classes)", y=1.04)
-    plotting.save(g.figure, figs / f"fig11_repair_{m}.png")
+d = df.rename(columns=names).melt(id_vars=["model", "share", "mask", "class"], value_vars=list(names.values()),
+                                  var_name="measured", value_name="value")
+g = sns.relplot(data=d, x="share", y="value", hue="mask", row="model", row_order=list(setups), col="measured",
+                col_order=list(names.values()), kind="line", errorbar=None, marker="o", height=2.6, aspect=1.15,
+                facet_kws={"sharey": False})
+for ax in g.axes.flat:
+    ax.xaxis.set_major_formatter(plotting.PercentFormatter(1.0))
+g.set_titles("{row_name}: {col_name}")
+g.set_axis_labels("share of the class's distracting/irrelevant parents masked", "")
+g.figure.suptitle("Figure 11: masking distracting and irrelevant paths (mean over classes)", y=1.02)
+plotting.save(g.figure, figs / "fig11_repair.png")
 display(df.groupby(["model", "mask", "share"])[list(names)].mean().round(4))
 
 # %% [markdown]

@@ -43,13 +43,13 @@ FIGURES = (
     PaperFigure(7, "Reliability: 98-100% of the hard-intervention graph's nodes reappear in every one of 1000 soft runs.",
                 ("reliability", "lenet_verdicts:fig7-*"), "fig7_rates_*.png"),
     PaperFigure(8, "LeNet and ResNet18: the causal maps have the lowest LE by a wide margin; IROF best or on par with MWP.",
-                ("evaluate_explanations", "authors_protocol", "lenet_verdicts:fig8-*"), "fig8_train_lenet_uniform.png"),
+                ("evaluate_explanations", "authors_protocol", "lenet_verdicts:fig8-*"), "fig8_uniform.png"),
     PaperFigure(9, "Four ImageNet architectures: the same two metrics, the same claims.",
-                ("arch_evaluate",), "fig9_arch_resnet18_uniform.png"),
+                ("arch_evaluate",), "fig9_uniform.png"),
     PaperFigure(10, "Fidelity: masking the top-k% critical neurons of every layer drops accuracy drastically below 20%.",
-                ("fidelity", "arch_fidelity", "lenet_verdicts:fig10-*"), "fig10_fidelity_*.png"),
+                ("fidelity", "arch_fidelity", "lenet_verdicts:fig10-*"), "fig10_fidelity*.png"),
     PaperFigure(11, "Repair: masking a growing share of irrelevant/distracting weights at inference improves accuracy.",
-                ("repair", "arch_repair", "lenet_verdicts:fig11-*"), "fig11_repair_*.png"),
+                ("repair", "arch_repair", "lenet_verdicts:fig11-*"), "fig11_repair*.png"),
 )
 
 
