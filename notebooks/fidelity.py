@@ -73,7 +73,7 @@ g = sns.relplot(data=df, x="share", y="accuracy", hue="ranking", hue_order=["cri
 for m, ax in g.axes_dict.items():             # thin: each class under the critical ranking
     for c, dc in df[(df.model == m) & (df.ranking == "critical")].groupby("class"):
         ax.plot(dc.share, dc.accuracy, color="tab:blue", alpha=0.25, lw=0.8)
-    ax.xaxis.set_major_formatter(plotting.PercentFormatter(1.0))
+    plotting.percent_axis(ax)
 g.set_titles("{col_name}")
 g.set_axis_labels("share of every layer's parents masked", "class accuracy (evaluation split)")
 g.set(ylim=(-0.02, 1.02))

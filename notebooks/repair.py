@@ -84,7 +84,7 @@ g = sns.relplot(data=d, x="share", y="value", hue="mask", row="model", row_order
                 col_order=list(names.values()), kind="line", errorbar=None, marker="o", height=2.6, aspect=1.15,
                 facet_kws={"sharey": False})
 for ax in g.axes.flat:
-    ax.xaxis.set_major_formatter(plotting.PercentFormatter(1.0))
+    plotting.percent_axis(ax)
 g.set_titles("{row_name}: {col_name}")
 g.set_axis_labels("share of the class's distracting/irrelevant parents masked", "")
 g.figure.suptitle("Figure 11: masking distracting and irrelevant paths (mean over classes)", y=1.02)

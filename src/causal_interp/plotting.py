@@ -8,13 +8,18 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.collections import LineCollection  # noqa: E402
-from matplotlib.ticker import PercentFormatter  # noqa: E402,F401 - the notebooks format shares with it
+from matplotlib.ticker import PercentFormatter  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 sns.set_theme(style="whitegrid", context="notebook")
 
+
+
+def percent_axis(ax) -> None:
+    """Show the x axis' shares (0-1) as percentages."""
+    ax.xaxis.set_major_formatter(PercentFormatter(1.0))
 
 def save(fig, path: str | Path, show: bool = True) -> Path:
     """Write `fig` as PNG, show that PNG inline when running in a notebook kernel (so the executed notebook under
