@@ -41,7 +41,7 @@ FIGURES = (
     PaperFigure(6, "ResNet18: the response to each relevant node's top-1 filter; its local maxima mark object parts.",
                 ("discover_graphs", "arch_graphs"), "fig6_top_filter_finetune_cifar10.png", rows_in=3),
     PaperFigure(7, "Reliability: 98-100% of the hard-intervention graph's nodes reappear in every one of 1000 soft runs.",
-                ("reliability", "lenet_verdicts:fig7-*"), "fig7_rates_*.png"),
+                ("reliability", "lenet_verdicts:fig7-*"), "fig7_reliability*.png"),
     PaperFigure(8, "LeNet and ResNet18: the causal maps have the lowest LE by a wide margin; IROF best or on par with MWP.",
                 ("evaluate_explanations", "authors_protocol", "lenet_verdicts:fig8-*"), "fig8_uniform.png"),
     PaperFigure(9, "Four ImageNet architectures: the same two metrics, the same claims.",

@@ -47,7 +47,6 @@ class ReliabilityConfig:
     b_max: float = bounded(0.5, 0, 1)
     runs_per_b: int = bounded(10, 1)
     eps: float = bounded(0.01, 0, 0.5)
-    rate_b_values: list = field(default_factory=lambda: [0.01, 0.1, 0.25, 0.5])  # b values shown in fig. 7
     max_batch: int = bounded(4096, 1)
     seed: int = bounded(0, 0)
     threads: int | None = bounded(None, 1, 1024)
@@ -58,8 +57,6 @@ class ReliabilityConfig:
         if not (self.eps <= self.b_min <= self.b_max <= 1 - self.eps):
             raise ValueError(f"{section}: need eps <= b_min <= b_max <= 1 - eps, got "
                              f"b_min={self.b_min}, b_max={self.b_max}, eps={self.eps}")
-        if not self.rate_b_values or not all(isinstance(b, (int, float)) and 0 <= b <= 1 for b in self.rate_b_values):
-            raise ValueError(f"{section}.rate_b_values must be a non-empty list of numbers in [0, 1]")
         for name, sweep in self.models.items():
             sweep_config(sweep, f"{section}.models.{name}")
 
