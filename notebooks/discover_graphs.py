@@ -146,7 +146,11 @@ for m in results:
 
 # %% [markdown]
 # ## Figure 5: causal responses (eq. 3)
-# For three example inputs of the figure class, the response of each graph node of the first two conv layers: the mean over its necessary parents of the parent's activation convolved with the connecting filter. Below them, the per-layer saliency map (mean response of the layer's graph nodes, resized to the input).
+# The class graph drawn as the paper draws it: each graph node of the first two conv layers is shown as its causal
+# response to one example (eq. 3: the mean over its necessary parents of the parent's activation convolved with the
+# connecting filter), the nodes of largest mean |response| per layer, with the edges between them and one colour scale
+# for every map. Below, for three examples, the per-layer saliency map (the mean response of the layer's graph nodes,
+# resized to the input).
 
 # %%
 def conv_layers(g, traced):
@@ -157,13 +161,13 @@ for m in results:
     g = results[m][cfg.test][k][0]
     idx = discovery.class_examples(model, x, y, k, 3, correct_only=cfg.correct_only)
     traced = interventions.TracedModel(model); traced.cache(x[idx])
+    responses = {layer: explanations.causal_responses(traced, g, layer) for layer in conv_layers(g, traced)[:2]}
+    fig = plotting.graph_responses(g, {layer: s.numpy() for layer, s in responses.items()}, example=0, max_nodes=6,
+                                   title=f"{m}: the class-{ds.classes[k]} graph, each node drawn as its causal "
+                                         f"response to example 0")
+    plotting.save(fig, figs / f"fig5_graph_responses_{m}.png")
     maps, titles = [], []
-    for layer in conv_layers(g, traced)[:2]:
-        s = explanations.causal_responses(traced, g, layer)
-        fig = plotting.response_grid(s[:, :12].numpy(), row_titles=[f"example {i}" for i in range(len(idx))],
-                                     col_titles=[f"node {t}" for t in g.layer(layer).targets[:12]],
-                                     title=f"{m}: responses at {layer} (class {ds.classes[k]})")
-        plotting.save(fig, figs / f"fig5_responses_{m}_{layer.replace('.', '_')}.png")
+    for layer, s in responses.items():
         if s.shape[1]:
             maps.append(explanations.saliency_map(s, tuple(x.shape[-2:])))
             titles += [f"{layer}, ex. {i}" for i in range(len(idx))]
@@ -174,7 +178,9 @@ for m in results:
 
 # %% [markdown]
 # ## Figure 6: top-1 filter responses at the last conv layer
-# For every model, each graph node of its last conv layer responds to its single strongest necessary parent (largest |mean effect|). Crosses mark local maxima of the response, upsampled to the input.
+# For every model, each graph node of its last conv layer with maps of at least 7x7 (the paper's 224-px ResNet18 has
+# 7x7 maps at its last layer) responds to its single strongest necessary parent (largest |mean effect|). Crosses mark
+# local maxima of the response, upsampled to the input.
 
 # %%
 for m in results:
@@ -182,7 +188,14 @@ for m in results:
     g = results[m][cfg.test][k][0]
     idx = discovery.class_examples(model, x, y, k, 4, correct_only=cfg.correct_only)
     traced = interventions.TracedModel(model); traced.cache(x[idx])
-    last = conv_layers(g, traced)[-1]
+    convs = conv_layers(g, traced)
+    sizes = {layer: tuple(traced.env[traced.node(layer)].shape[-2:]) for layer in convs}
+    fine = [layer for layer in convs if min(sizes[layer]) >= 7]
+    last = fine[-1] if fine else convs[-1]
+    if last != convs[-1]:
+        display(Markdown(f"`{m}`: its last conv layer `{convs[-1]}` has {sizes[convs[-1]][0]}x{sizes[convs[-1]][1]} maps, "
+                         f"too coarse to show where a filter responds; figure 6 uses `{last}` "
+                         f"({sizes[last][0]}x{sizes[last][1]}), the last conv layer of the graph with maps of at least 7x7."))
     r = explanations.top_filter_responses(traced, g, last)          # (N, nodes, h, w)
     nodes = min(3, r.shape[1])
     up = torch.nn.functional.interpolate(r[:, :nodes].reshape(-1, 1, *r.shape[2:]), size=tuple(x.shape[-2:]),

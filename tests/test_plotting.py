@@ -1,6 +1,8 @@
 """Plotting helpers whose choices a reader relies on (which nodes a figure shows)."""
 import numpy as np
 
+from causal_interp import plotting
+
 
 def test_fig3_shows_every_label_when_one_label_has_the_largest_effects():
     from causal_interp.plotting import balanced_selection
@@ -26,3 +28,27 @@ def test_fig4_draws_necessary_nodes_first_by_effect_and_keeps_every_label():
         layers, class_name, class_index = [lg], "three", 3
     fig = graph_drawing(Graph(), max_nodes=6)
     assert "10 nodes, 6 drawn" in fig.axes[0].get_xticklabels()[0].get_text()
+
+
+def test_graph_responses_draws_the_strongest_nodes_with_edges_and_one_scale():
+    from matplotlib.patches import ConnectionPatch
+
+    class Layer:
+        def __init__(self, targets):
+            self.targets = targets
+
+    class Graph:
+        def layer(self, name):
+            return Layer([10, 11, 12, 13] if name == "conv1" else [20, 21, 22])
+
+    r1 = np.zeros((1, 4, 5, 5)); r1[0, 2] = 3.0; r1[0, 0] = -1.0          # node 12 strongest, then 10
+    r2 = np.zeros((1, 3, 4, 4)); r2[0, 1] = 0.5
+    fig = plotting.graph_responses(Graph(), {"conv1": r1, "conv2": r2, "none": np.zeros((1, 0, 2, 2))}, max_nodes=2)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert any(t.endswith("node 12") for t in titles) and any(t.endswith("node 10") for t in titles)
+    assert not any("none" in t for t in titles)                           # a layer without graph nodes is left out
+    edges = [a for a in fig.artists if isinstance(a, ConnectionPatch)]
+    assert len(edges) == 2 * 2                                             # every drawn pair of consecutive layers
+    images = [im for ax in fig.axes for im in ax.images]
+    assert {im.get_clim() for im in images} == {(-3.0, 3.0)}               # one symmetric scale for every map
+    plotting.plt.close(fig)

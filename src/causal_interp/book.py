@@ -37,7 +37,7 @@ FIGURES = (
     PaperFigure(4, "The causal graph of digit 3: necessary (red) and distracting nodes, layer by layer.",
                 ("discover_graphs", "arch_graphs"), "fig4_graph_train_lenet_*.png", rows_in=3),
     PaperFigure(5, "Causal responses of the graph's nodes, up to conv2, locate the digit's strokes.",
-                ("discover_graphs", "arch_graphs"), "fig5_maps_train_lenet.png", rows_in=3),
+                ("discover_graphs", "arch_graphs"), "fig5_graph_responses_train_lenet.png", rows_in=3),
     PaperFigure(6, "ResNet18: the response to each relevant node's top-1 filter; its local maxima mark object parts.",
                 ("discover_graphs", "arch_graphs"), "fig6_top_filter_finetune_cifar10.png", rows_in=3),
     PaperFigure(7, "Reliability: 98-100% of the hard-intervention graph's nodes reappear in every one of 1000 soft runs.",

@@ -250,8 +250,10 @@ def graph_drawing(graph, max_nodes: int = 48, max_edges: int = 400, title: str =
     return fig
 
 
-def map_overlays(images, maps, titles=None, peaks=None, ncols: int = 6, title: str = "", cmap: str = "jet"):
-    """Images (N, C, H, W) in [0, 1] with maps (N, H, W) overlaid; optional peaks (N lists of (row, col))."""
+def map_overlays(images, maps, titles=None, peaks=None, ncols: int = 6, title: str = "", cmap: str = "magma",
+                 label: str = "map value, each map scaled to its maximum"):
+    """Images (N, C, H, W) in [0, 1] with maps (N, H, W) overlaid in a perceptual colour map, each map scaled to
+    [0, its maximum] and one colour bar saying so; optional peaks (N lists of (row, col))."""
     images, maps = np.asarray(images), np.asarray(maps)
     n = len(images)
     if n == 0:
@@ -263,7 +265,8 @@ def map_overlays(images, maps, titles=None, peaks=None, ncols: int = 6, title: s
     for i, ax in enumerate(axes.flat[:n]):
         img = images[i].transpose(1, 2, 0)
         ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray")
-        ax.imshow(maps[i], cmap=cmap, alpha=0.5)
+        top = float(np.abs(maps[i]).max()) or 1.0
+        im = ax.imshow(np.abs(maps[i]) / top, cmap=cmap, alpha=0.55, vmin=0, vmax=1)
         if peaks is not None and len(peaks[i]):
             pk = np.asarray(peaks[i])
             ax.scatter(pk[:, 1], pk[:, 0], marker="x", c="white", s=25, linewidths=1.2)
@@ -271,27 +274,47 @@ def map_overlays(images, maps, titles=None, peaks=None, ncols: int = 6, title: s
             ax.set_title(str(titles[i]), fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
+    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.7, label=label)
     return fig
 
 
-def response_grid(responses, row_titles=None, col_titles=None, title: str = "", cmap: str = "RdBu_r"):
-    """A grid of 2-D maps (rows, cols, h, w), each with a symmetric colour scale (fig. 5)."""
-    responses = np.asarray(responses)
-    r, c = responses.shape[:2]
-    if r == 0 or c == 0:
-        return _empty_figure(title + " (no graph nodes in this layer)")
-    fig, axes = plt.subplots(r, c, figsize=(1.3 * c, 1.3 * r + 0.4), squeeze=False)
-    for i in range(r):
-        for j in range(c):
-            ax = axes[i, j]
-            v = np.abs(responses[i, j]).max() or 1.0
-            ax.imshow(responses[i, j], cmap=cmap, vmin=-v, vmax=v)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if row_titles is not None and j == 0:
-                ax.set_ylabel(str(row_titles[i]), fontsize=7)
-            if col_titles is not None and i == 0:
-                ax.set_title(str(col_titles[j]), fontsize=7)
+def graph_responses(graph, responses: dict, example: int = 0, max_nodes: int = 6, title: str = "",
+                    cmap: str = "RdBu_r"):
+    """Fig. 5 as the paper draws it: the class graph with each node drawn as its causal response (eq. 3) to one
+    example. One column per layer (`responses`: layer -> (N, graph nodes of that layer's output, h, w), input side
+    first), the `max_nodes` nodes of largest mean |response| per column, every edge between drawn nodes of
+    consecutive columns (each necessary parent feeds every node above it), one symmetric colour scale for all maps."""
+    from matplotlib.patches import ConnectionPatch
+
+    layers = [name for name in responses if responses[name].shape[1]]
+    if not layers:
+        return _empty_figure(title + " (no graph nodes in these layers)")
+    picks = {}
+    for name in layers:
+        r = np.asarray(responses[name][example])
+        order = np.argsort(-np.abs(r).reshape(len(r), -1).mean(1), kind="stable")[:max_nodes]
+        picks[name] = order
+    rows = max(len(p) for p in picks.values())
+    vmax = max(float(np.abs(np.asarray(responses[n][example])[picks[n]]).max()) for n in layers) or 1.0
+    fig, axes = plt.subplots(rows, len(layers), figsize=(2.6 * len(layers) + 1.2, 1.6 * rows + 0.9), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for c, name in enumerate(layers):
+        targets = graph.layer(name).targets
+        for r_, j in enumerate(picks[name]):
+            ax = axes[r_, c]
+            ax.axis("on"); ax.set_xticks([]); ax.set_yticks([])
+            im = ax.imshow(np.asarray(responses[name][example][j]), cmap=cmap, vmin=-vmax, vmax=vmax)
+            ax.set_title(f"node {targets[j] if j < len(targets) else j}", fontsize=7)
+        axes[0, c].set_title(f"{name}: {responses[name].shape[1]} graph nodes, {len(picks[name])} drawn\n"
+                             f"node {targets[picks[name][0]] if len(targets) else picks[name][0]}", fontsize=7)
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.9, 1))
+    for c in range(1, len(layers)):                     # edges drawn after the layout, in figure coordinates
+        for a in range(len(picks[layers[c - 1]])):
+            for b in range(len(picks[layers[c]])):
+                fig.add_artist(ConnectionPatch(xyA=(1.0, 0.5), coordsA=axes[a, c - 1].transAxes, xyB=(0.0, 0.5),
+                                               coordsB=axes[b, c].transAxes, color="0.5", lw=0.5, alpha=0.35))
+    cax = fig.add_axes((0.92, 0.15, 0.015, 0.7))
+    fig.colorbar(im, cax=cax, label="causal response (eq. 3), one scale for every map")
     return fig
