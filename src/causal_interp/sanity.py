@@ -42,6 +42,8 @@ class SanityConfig:
     models: list = field(default_factory=lambda: ["train_lenet", "finetune_cifar10"])   # training stages (random logit)
     mprt_models: list = field(default_factory=lambda: ["train_lenet"])   # model randomisation: graphs rediscovered
                                                                          # per randomised layer (minutes on ResNet18)
+    mprt_full_only: list = field(default_factory=list)   # of mprt_models: only the trained against the fully randomised
+                                                         # model (Quantus' skip_layers: one rediscovery, not one per layer)
     graph_test: str = "paired"          # the trained model's graphs: reports/<graphs_dir>/<model>/<graph_test>
     graphs_dir: str = "graphs"
     layers: dict = field(default_factory=dict)   # map layer per model (default: the chain's last conv layer)
@@ -65,6 +67,8 @@ class SanityConfig:
             raise ValueError(f"{section}.models must be a non-empty list of training stages")
         if not set(self.mprt_models) <= set(self.models):
             raise ValueError(f"{section}.mprt_models must be among {section}.models {self.models}")
+        if not set(self.mprt_full_only) <= set(self.mprt_models):
+            raise ValueError(f"{section}.mprt_full_only must be among {section}.mprt_models {self.mprt_models}")
         self.baseline_config()
 
     def baseline_config(self) -> baselines.BaselineConfig:
@@ -220,13 +224,15 @@ def random_logit(model: nn.Module, x: np.ndarray, y: np.ndarray, explain, num_cl
     return np.asarray(out, dtype=float)
 
 
-def mprt(model: nn.Module, x: np.ndarray, y: np.ndarray, explain, seed: int) -> dict[str, np.ndarray]:
+def mprt(model: nn.Module, x: np.ndarray, y: np.ndarray, explain, seed: int,
+         full_only: bool = False) -> dict[str, np.ndarray]:
     """{layer randomised last: per-example Spearman correlation with the trained model's map}, cascading top-down
-    (the first entry randomises the output layer only, the last every layer). The model itself is not changed.
+    (the first entry randomises the output layer only, the last every layer; with `full_only`, the last only: Quantus'
+    `skip_layers`, which explains only the trained and the fully randomised model). The model itself is not changed.
     A randomised model's map that is constant (for the causal method: its rediscovered graph has no node at the map
     layer, so the map is empty) has no rank correlation; it scores 0, no similarity: the map is gone."""
     metric = quantus.MPRT(similarity_func=quantus.similarity_func.correlation_spearman, layer_order="top_down",
-                          seed=seed, normalise=False, abs=False, disable_warnings=True)
+                          seed=seed, skip_layers=full_only, normalise=False, abs=False, disable_warnings=True)
     explain = evaluation.normalised(explain)          # |a| / max |a| per example, not per batch
     out = _score(metric, model, x, y, explain, seed)
     if isinstance(out, list):                  # scored one example at a time: [{layer: [score]} or None, ...]
