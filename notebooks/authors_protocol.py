@@ -142,7 +142,7 @@ for ax, protocol in zip(axes, protocols.PROTOCOLS):
                 ax.scatter([i], [protocols.PUBLISHED["LE"][m]], marker="*", s=140, c="gold", edgecolors="k", zorder=5,
                            label="published median" if i == 0 else None)
         ax.legend(fontsize=8)
-    ax.set_yscale("log"); ax.set_xlabel(""); ax.tick_params(axis="x", rotation=45)
+    ax.set_yscale("log"); ax.set_xlabel(""); plotting.slanted_labels(ax)
     ax.set_ylabel("Local Lipschitz Estimate (log)")
     ax.set_title(f"{protocol} protocol")
 fig.suptitle(f"LeNet digit {k}: LE per method under the authors' conventions and under one fair convention")

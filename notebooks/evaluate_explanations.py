@@ -171,7 +171,7 @@ for setting in evaluation.SETTINGS:
         ax.set_title(f"{m}: {metric} ({'lower' if metric == 'LE' else 'higher'} is better"
                      f"{'; area over the curve' if metric == 'IROF' else ''})")
         ax.set_xlabel(""); ax.set_ylabel("Local Lipschitz Estimate" if metric == "LE" else "IROF")
-        ax.tick_params(axis="x", rotation=60)
+        plotting.slanted_labels(ax)
     g.figure.suptitle(f"Figure {fig_no}: every method on every model, {setting} normalisation", y=1.02)
     plotting.save(g.figure, figs / f"fig{fig_no}_{setting}.png")
 

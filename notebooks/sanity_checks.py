@@ -115,7 +115,7 @@ for m in setups:
                 showfliers=False, ax=ax)
     sns.stripplot(data=d, x="method", y="score", order=cfg.methods, color="k", size=2, alpha=0.5, ax=ax)
     ax.axhline(sanity.PASS_BELOW, ls="--", c="tab:green", lw=1); ax.axhline(sanity.FAIL_ABOVE, ls="--", c="tab:red", lw=1)
-    ax.set_ylabel("SSIM, true class vs random class"); ax.set_xlabel(""); ax.tick_params(axis="x", rotation=30)
+    ax.set_ylabel("SSIM, true class vs random class"); ax.set_xlabel(""); plotting.slanted_labels(ax)
     ax.set_title(f"{m}: random logit")
     plotting.save(fig, figs / f"random_logit_{m}.png")
 

@@ -21,6 +21,11 @@ def percent_axis(ax) -> None:
     """Show the x axis' shares (0-1) as percentages."""
     ax.xaxis.set_major_formatter(PercentFormatter(1.0))
 
+
+def slanted_labels(ax, rotation: int = 35) -> None:
+    """Rotate the x tick labels, anchored at their right end so each label ends under its tick."""
+    plt.setp(ax.get_xticklabels(), rotation=rotation, ha="right", rotation_mode="anchor")
+
 def save(fig, path: str | Path, show: bool = True) -> Path:
     """Write `fig` as PNG, show that PNG inline when running in a notebook kernel (so the executed notebook under
     reports/ carries the figure, byte for byte the file DVC tracks), and close the figure."""
