@@ -84,12 +84,16 @@ for m in cfg.models:
                         split=[data_cfg.discovery_fraction, data_cfg.split_seed])
         for k in ("classes", "models", "compare_test", "figure_class", "threads", "max_batch", "graphs_dir"):
             settings.pop(k)
+        for k, default in (("min_effect", 0.0), ("fallback", False)):    # keys of graphs found before these existed
+            if settings[k] == default:
+                settings.pop(k)
         key = f"{m}-{hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]}"
         print(f"== {m} ({info['name']} on {info['dataset']}), test = {test}")
         results[m][test] = discovery.discover_all(
             model, x, y, classes, ds.classes, cfg.examples_per_class, cfg.intervention_obj(), test, cfg.alpha,
             cfg.layers.get(m), cache_dir=Path(checkpoint_dir).parent / "graphs", key=key,
-            max_batch=cfg.max_batch, correct_only=cfg.correct_only, desc=f"{m} graphs ({test} test)")
+            max_batch=cfg.max_batch, correct_only=cfg.correct_only, desc=f"{m} graphs ({test} test)",
+            min_effect=cfg.min_effect if test == "paired" else 0.0, fallback=cfg.fallback)
         for k, (g, _) in results[m][test].items():
             g.model = f"{info['name']} ({m})"
             g.save(graphs_dir / m / test / f"class_{k}.json")

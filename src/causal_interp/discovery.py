@@ -418,6 +418,8 @@ class DiscoveryConfig:
     test: str = "paired"
     compare_test: str | None = "two_sample"  # also discover with this test, for the comparison table
     alpha: float = bounded(0.05, 0, 1, low_open=True, high_open=True)
+    min_effect: float = bounded(0.0, 0)  # paired test: effect-size floor, x the class logit's spread (`significance`)
+    fallback: bool = False               # where no parent passes, keep the authors' fallback parents (their code)
     intervention: str = "hard"
     b: float = bounded(0.0, 0, 1)
     eps: float = bounded(0.01, 0, 0.5)
