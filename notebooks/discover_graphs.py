@@ -193,13 +193,13 @@ for m in results:
     idx = discovery.class_examples(model, x, y, k, 4, correct_only=cfg.correct_only)
     traced = interventions.TracedModel(model); traced.cache(x[idx])
     convs = conv_layers(g, traced)
-    sizes = {layer: tuple(traced.env[traced.node(layer)].shape[-2:]) for layer in convs}
-    fine = [layer for layer in convs if min(sizes[layer]) >= 7]
+    map_sizes = {layer: tuple(traced.env[traced.node(layer)].shape[-2:]) for layer in convs}
+    fine = [layer for layer in convs if min(map_sizes[layer]) >= 7]
     last = fine[-1] if fine else convs[-1]
     if last != convs[-1]:
-        display(Markdown(f"`{m}`: its last conv layer `{convs[-1]}` has {sizes[convs[-1]][0]}x{sizes[convs[-1]][1]} maps, "
+        display(Markdown(f"`{m}`: its last conv layer `{convs[-1]}` has {map_sizes[convs[-1]][0]}x{map_sizes[convs[-1]][1]} maps, "
                          f"too coarse to show where a filter responds; figure 6 uses `{last}` "
-                         f"({sizes[last][0]}x{sizes[last][1]}), the last conv layer of the graph with maps of at least 7x7."))
+                         f"({map_sizes[last][0]}x{map_sizes[last][1]}), the last conv layer of the graph with maps of at least 7x7."))
     r = explanations.top_filter_responses(traced, g, last)          # (N, nodes, h, w)
     nodes = min(3, r.shape[1])
     up = torch.nn.functional.interpolate(r[:, :nodes].reshape(-1, 1, *r.shape[2:]), size=tuple(x.shape[-2:]),

@@ -19,7 +19,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 def fake_reports(tmp_path: Path) -> Path:
     reports = tmp_path / "reports"
     (reports / "reliability" / "figures").mkdir(parents=True)
-    (reports / "reliability" / "figures" / "fig7_rates_train_lenet.png").write_bytes(b"png")
+    (reports / "reliability" / "figures" / "fig7_reliability.png").write_bytes(b"png")
     (reports / "reliability" / "summary").mkdir()
     (reports / "reliability" / "summary" / "a.json").write_text(json.dumps(
         {"what": "share of nodes in every run | all", "ours": 0.61234, "paper": 0.98, "verdict": "does not hold"}))
@@ -31,7 +31,7 @@ def test_the_index_has_one_row_per_paper_figure_with_our_numbers_and_verdicts(tm
     rows = [line for line in page.splitlines() if line.startswith("| ") and line[2].isdigit()]
     assert [int(r.split("|")[1]) for r in rows] == list(range(3, 12))
     fig7 = next(r for r in rows if r.startswith("| 7 "))
-    assert "[![figure 7](figures/reliability/fig7_rates_train_lenet.png){ width=220 }](reliability.ipynb)" in fig7
+    assert "[![figure 7](figures/reliability/fig7_reliability.png){ width=220 }](reliability.ipynb)" in fig7
     assert "`reliability`: share of nodes in every run \\| all: **0.612** (paper 0.98): does not hold" in fig7
     assert next(r for r in rows if r.startswith("| 10 ")).count("(not run)") == 2
 
