@@ -288,7 +288,8 @@ def graph_responses(graph, responses: dict, example: int = 0, max_nodes: int = 6
     """Fig. 5 as the paper draws it: the class graph with each node drawn as its causal response (eq. 3) to one
     example. One column per layer (`responses`: layer -> (N, graph nodes of that layer's output, h, w), input side
     first), the `max_nodes` nodes of largest mean |response| per column, every edge between drawn nodes of
-    consecutive columns (each necessary parent feeds every node above it), one symmetric colour scale for all maps."""
+    consecutive columns (each necessary parent feeds every node above it), one symmetric colour scale per layer
+    with its colour bar below the column (deeper layers respond more weakly)."""
     from matplotlib.patches import ConnectionPatch
 
     layers = [name for name in responses if responses[name].shape[1]]
@@ -297,29 +298,34 @@ def graph_responses(graph, responses: dict, example: int = 0, max_nodes: int = 6
     picks = {}
     for name in layers:
         r = np.asarray(responses[name][example])
-        order = np.argsort(-np.abs(r).reshape(len(r), -1).mean(1), kind="stable")[:max_nodes]
-        picks[name] = order
+        picks[name] = np.argsort(-np.abs(r).reshape(len(r), -1).mean(1), kind="stable")[:max_nodes]
     rows = max(len(p) for p in picks.values())
-    vmax = max(float(np.abs(np.asarray(responses[n][example])[picks[n]]).max()) for n in layers) or 1.0
-    fig, axes = plt.subplots(rows, len(layers), figsize=(2.6 * len(layers) + 1.2, 1.6 * rows + 0.9), squeeze=False)
+    fig, axes = plt.subplots(rows, len(layers), figsize=(2.6 * len(layers) + 0.6, 1.6 * rows + 1.4), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
+    images = {}
     for c, name in enumerate(layers):
         targets = graph.layer(name).targets
+        maps = np.asarray(responses[name][example])[picks[name]]
+        vmax = float(np.abs(maps).max()) or 1.0
         for r_, j in enumerate(picks[name]):
             ax = axes[r_, c]
             ax.axis("on"); ax.set_xticks([]); ax.set_yticks([])
-            im = ax.imshow(np.asarray(responses[name][example][j]), cmap=cmap, vmin=-vmax, vmax=vmax)
+            images[name] = ax.imshow(maps[r_], cmap=cmap, vmin=-vmax, vmax=vmax)
             ax.set_title(f"node {targets[j] if j < len(targets) else j}", fontsize=7)
+        first = picks[name][0]
         axes[0, c].set_title(f"{name}: {responses[name].shape[1]} graph nodes, {len(picks[name])} drawn\n"
-                             f"node {targets[picks[name][0]] if len(targets) else picks[name][0]}", fontsize=7)
+                             f"node {targets[first] if first < len(targets) else first}", fontsize=7)
     fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0, 0.9, 1))
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    for c, name in enumerate(layers):                   # one colour bar under each column
+        box = axes[-1, c].get_position()
+        cax = fig.add_axes((box.x0, 0.04, box.width, 0.012))
+        fig.colorbar(images[name], cax=cax, orientation="horizontal").set_label(
+            f"causal response (eq. 3), {name}", fontsize=7)
     for c in range(1, len(layers)):                     # edges drawn after the layout, in figure coordinates
         for a in range(len(picks[layers[c - 1]])):
             for b in range(len(picks[layers[c]])):
                 fig.add_artist(ConnectionPatch(xyA=(1.0, 0.5), coordsA=axes[a, c - 1].transAxes, xyB=(0.0, 0.5),
                                                coordsB=axes[b, c].transAxes, color="0.5", lw=0.5, alpha=0.35))
-    cax = fig.add_axes((0.92, 0.15, 0.015, 0.7))
-    fig.colorbar(im, cax=cax, label="causal response (eq. 3), one scale for every map")
     return fig
