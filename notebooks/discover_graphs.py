@@ -209,7 +209,7 @@ for m in results:
     imgs = ds.denormalize(x[idx]).repeat_interleave(nodes, 0)
     titles = [f"ex. {i}, node {g.layer(last).targets[j]}" for i in range(len(idx)) for j in range(nodes)]
     fig = plotting.map_overlays(imgs, up, titles, peaks=peaks, ncols=max(nodes, 1) * 2,
-                                title=f"{m}: top-1 filter responses at {last} ({tuple(r.shape[2:])} map), class {ds.classes[k]}")
+                                title=f"{m}: top-1 filter responses at {last} ({r.shape[2]}x{r.shape[3]} maps), class {ds.classes[k]}")
     plotting.save(fig, figs / f"fig6_top_filter_{m}.png")
 
 # %% [markdown]

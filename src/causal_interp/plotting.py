@@ -256,9 +256,10 @@ def graph_drawing(graph, max_nodes: int = 48, max_edges: int = 400, title: str =
 
 
 def map_overlays(images, maps, titles=None, peaks=None, ncols: int = 6, title: str = "", cmap: str = "magma",
-                 label: str = "map value, each map scaled to its maximum"):
-    """Images (N, C, H, W) in [0, 1] with maps (N, H, W) overlaid in a perceptual colour map, each map scaled to
-    [0, its maximum] and one colour bar saying so; optional peaks (N lists of (row, col))."""
+                 label: str = "map value, each map scaled from its minimum (0) to its maximum (1)"):
+    """Images (N, C, H, W) in [0, 1] with maps (N, H, W) overlaid in a perceptual colour map, each map scaled from its
+    minimum to its maximum (signs and order kept: peaks of the map are its brightest points), one colour bar saying
+    so; optional peaks (N lists of (row, col))."""
     images, maps = np.asarray(images), np.asarray(maps)
     n = len(images)
     if n == 0:
@@ -270,8 +271,8 @@ def map_overlays(images, maps, titles=None, peaks=None, ncols: int = 6, title: s
     for i, ax in enumerate(axes.flat[:n]):
         img = images[i].transpose(1, 2, 0)
         ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray")
-        top = float(np.abs(maps[i]).max()) or 1.0
-        im = ax.imshow(np.abs(maps[i]) / top, cmap=cmap, alpha=0.55, vmin=0, vmax=1)
+        low, high = float(maps[i].min()), float(maps[i].max())
+        im = ax.imshow((maps[i] - low) / ((high - low) or 1.0), cmap=cmap, alpha=0.55, vmin=0, vmax=1)
         if peaks is not None and len(peaks[i]):
             pk = np.asarray(peaks[i])
             ax.scatter(pk[:, 1], pk[:, 0], marker="x", c="white", s=25, linewidths=1.2)
