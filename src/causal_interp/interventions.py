@@ -435,18 +435,23 @@ class TracedModel:
             return values[a]
 
         seen = False
-        for node in self.gm.graph.nodes:
-            if node is start:
-                seen = True
-                continue
-            if not seen or node.op == "placeholder":
-                continue
-            if node.op == "output":
-                return load(node.args[0]) if node.args[0] in values else _repeat(self.env[node.args[0]], reps)
-            if node in values or not any(a in values for a in node.all_input_nodes):
-                continue
-            values[node] = self._compute(node, load)
-        raise RuntimeError("the traced graph has no output")
+        try:
+            for node in self.gm.graph.nodes:
+                if node is start:
+                    seen = True
+                    continue
+                if not seen or node.op == "placeholder":
+                    continue
+                if node.op == "output":
+                    return load(node.args[0]) if node.args[0] in values else _repeat(self.env[node.args[0]], reps)
+                if node in values or not any(a in values for a in node.all_input_nodes):
+                    continue
+                values[node] = self._compute(node, load)
+            raise RuntimeError("the traced graph has no output")
+        finally:
+            # `load` refers to itself, so `values` sits in a reference cycle: emptied here, the chunk's activations
+            # are freed now, not at the next cyclic garbage collection (which let a ResNet18 graph reach 16 GB)
+            values.clear()
 
     def _repeated_shape(self, node: torch.fx.Node, values: dict, reps: int):
         """`x.shape` / `x.size()` of a cached batch-first tensor `x`, at the batch of `reps` interventions, without
