@@ -223,8 +223,8 @@ def test_in_place_operations_do_not_corrupt_the_cache(layer, targets):
     assert model.act.inplace is True          # the model's own module is untouched
 
 
-class SetItem(nn.Module):
-    """A conv output overwritten through indexing: `y[:, 0] = 0` (torch.fx cannot trace item assignment)."""
+class OverwrittenAfterUse(nn.Module):
+    """A conv output used, then overwritten in place by `overwrite`, then used again."""
 
     def __init__(self):
         super().__init__()
@@ -233,8 +233,15 @@ class SetItem(nn.Module):
     def forward(self, x):
         y = self.c1(x)
         z = y.mean((2, 3))
-        y[:, 0] = 0.0
+        self.overwrite(y)
         return self.fc(z + y.mean((2, 3)))
+
+
+class SetItem(OverwrittenAfterUse):
+    """Overwritten through indexing: `y[:, 0] = 0` (torch.fx cannot trace item assignment)."""
+
+    def overwrite(self, y):
+        y[:, 0] = 0.0
 
 
 class ViewAlias(nn.Module):
@@ -251,18 +258,11 @@ class ViewAlias(nn.Module):
         return self.fc(torch.cat([v, y], 1).mean((2, 3)))
 
 
-class ZeroesInPlace(nn.Module):
-    """An in-place op with no out-of-place twin (`zero_`) on a cached activation, after it was used."""
+class ZeroesInPlace(OverwrittenAfterUse):
+    """Overwritten by an in-place op with no out-of-place twin (`zero_`)."""
 
-    def __init__(self):
-        super().__init__()
-        self.c1, self.fc = nn.Conv2d(2, 4, 3), nn.Linear(4, 3)
-
-    def forward(self, x):
-        y = self.c1(x)
-        z = y.mean((2, 3))
+    def overwrite(self, y):
         y.zero_()
-        return self.fc(z + y.mean((2, 3)))
 
 
 def test_models_whose_activations_change_in_place_unseen_are_refused_with_the_reason():
