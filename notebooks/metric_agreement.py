@@ -14,17 +14,19 @@
 # ---
 
 # %% [markdown]
-# # Do metrics of one property agree? Three robustness and three faithfulness metrics
+# # Do metrics of one property agree? Three robustness and four faithfulness metrics
 #
 # Figure 8 ranks the methods with one metric per property: LE for robustness, IROF for faithfulness. Metrics of the same
 # property often disagree (Vandersmissen & Oramas, "On the Coherency of Quantitative Evaluation of Visual Explanations"),
-# so here every method is scored by three metrics of each property, all via Quantus and under one protocol: every map
+# so here every method is scored by three robustness and four faithfulness metrics, all via Quantus and under one protocol: every map
 # normalised |a| / max |a| per example, the same seeded perturbations for every method, evaluation-half examples.
 #
 # * **robustness** (lower is better): Local Lipschitz Estimate, Max-Sensitivity, Avg-Sensitivity;
 # * **faithfulness**: IROF (area over the curve, higher is better), Pixel-Flipping (most relevant first; area under the
 #   class-probability curve, lower is better), Region-Perturbation (most relevant first; AOPC, the mean drop of the class
-#   probability, higher is better).
+#   probability, higher is better), Selectivity (Montavon et al. 2018; patches removed most relevant first until none is
+#   left; area under the class-probability curve, lower is better). Removed pixels are set to 0 in the model's input
+#   space (the training mean of each channel, as the inputs are standardised), for every method alike.
 #
 # The methods are fig. 8's but RISE: each of its maps costs 500 forward passes, and the three robustness metrics ask for
 # 30 maps of perturbed inputs per example, which would double the stage's time on a 2-core CPU (its fig. 8 scores are in
@@ -85,7 +87,7 @@ if not setups:
 
 # %%
 rows = []
-bar = progress(total=len(setups) * len(cfg.methods) * 6, desc="metrics", unit="metric")
+bar = progress(total=len(setups) * len(cfg.methods) * sum(map(len, agreement.PROPERTIES.values())), desc="metrics", unit="metric")
 for m in setups:
     x, y, _ = examples[m]
     rows += [{"model": m, **r} for r in agreement.scores(methods[m], setups[m].model, x, y, cfg, bar=bar)]
@@ -107,7 +109,7 @@ for m in setups:
     wide = wide.reindex(index=cfg.methods, columns=[n for p in agreement.PROPERTIES.values() for n in p])
     fig, ax = plotting.plt.subplots(figsize=(8, 0.45 * len(wide) + 1.6))
     sns.heatmap(wide.astype(float), annot=True, fmt=".0f", cmap="viridis_r", cbar_kws={"label": "rank (1 = best)"}, ax=ax)
-    ax.axvline(3, c="w", lw=3)
+    ax.axvline(len(agreement.PROPERTIES["robustness"]), c="w", lw=3)
     ax.set_title(f"{m}: robustness metrics (left) and faithfulness metrics (right)"); ax.set_xlabel(""); ax.set_ylabel("")
     plotting.save(fig, figs / f"ranks_{m}.png")
 

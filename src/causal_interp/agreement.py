@@ -1,4 +1,4 @@
-"""Do metrics of one property agree? Three robustness and three faithfulness metrics, via Quantus (stage
+"""Do metrics of one property agree? Three robustness and four faithfulness metrics, via Quantus (stage
 `metric_agreement`).
 
 Fig. 8 rests on one metric per property (LE, IROF). Metrics of the same property often rank methods differently
@@ -9,7 +9,10 @@ seeded perturbations for every method, examples from the evaluation half.
 * robustness (lower is better): Local Lipschitz Estimate, Max-Sensitivity, Avg-Sensitivity;
 * faithfulness: IROF (area over the curve, higher is better), Pixel-Flipping (most relevant first, area under the
   class-probability curve, lower is better; about `flip_steps` steps per channel, Quantus flips RGB channels apart), Region-Perturbation (most relevant first, AOPC: the mean drop of the class
-  probability over the perturbation steps, higher is better).
+  probability over the perturbation steps, higher is better), Selectivity (Montavon et al. 2018: patches of
+  `region_patch` pixels removed most relevant first until none is left; area under the class-probability curve,
+  lower is better). Removal ("black") sets the pixels to 0 in the model's input space, i.e. to the training mean of
+  each channel for the standardised inputs, for every method alike.
 
 A property-level claim ("the causal maps are the most robust / faithful") is made only where every metric of that
 property ranks the causal maps first, clear of every other method (`CRITERION`); the report gives each method's rank per
@@ -27,7 +30,7 @@ from .config import bounded
 from .evaluation import replace_segment
 
 PROPERTIES = {"robustness": ("LE", "MaxSensitivity", "AvgSensitivity"),
-              "faithfulness": ("IROF", "PixelFlipping", "RegionPerturbation")}
+              "faithfulness": ("IROF", "PixelFlipping", "RegionPerturbation", "Selectivity")}
 HIGHER_IS_BETTER = {"IROF", "RegionPerturbation"}
 CLAIMS = {"robustness": "the causal maps are the most robust (stable) explanations",
           "faithfulness": "the causal maps are the most faithful explanations"}
@@ -51,7 +54,7 @@ class AgreementConfig:
     noise_std: float = bounded(0.1, 0, 10, low_open=True)
     sensitivity_radius: float = bounded(0.2, 0, 10, low_open=True)   # Max/Avg-Sensitivity: uniform noise in [-r, r]
     flip_steps: int = bounded(16, 2, 10_000)           # Pixel-Flipping: pixels flipped in this many equal steps
-    region_patch: int = bounded(4, 1, 1024)            # Region-Perturbation: square patches of this side
+    region_patch: int = bounded(4, 1, 1024)            # Region-Perturbation, Selectivity: square patches of this side
     region_steps: int = bounded(16, 1, 10_000)         # ... this many of them, most relevant first
     baselines: dict = field(default_factory=dict)
     bootstrap: int = bounded(2000, 1, 1_000_000)
@@ -96,13 +99,20 @@ def metrics(cfg: AgreementConfig, image_shape: tuple) -> dict:
         "RegionPerturbation": quantus.RegionPerturbation(patch_size=cfg.region_patch, order="morf",
                                                          regions_evaluation=cfg.region_steps, perturb_baseline="black",
                                                          **common),
+        "Selectivity": quantus.Selectivity(patch_size=cfg.region_patch, perturb_baseline="black", **common),
     }
 
 
 def per_example(name: str, out) -> np.ndarray:
-    """One number per example: Region-Perturbation's curve of probability drops becomes its mean (AOPC)."""
+    """One number per example: Region-Perturbation's curve of probability drops becomes its mean (AOPC), Selectivity's
+    curve of class probabilities its area (Quantus's own `calculate_auc`, as its `get_auc_score` does per batch)."""
     if name == "RegionPerturbation":
         return np.array([np.mean(c) if np.ndim(c) and len(c) else np.nan for c in out], dtype=float)
+    if name == "Selectivity":
+        from quantus.helpers.utils import calculate_auc
+
+        return np.array([calculate_auc(np.asarray(c, dtype=float)) if np.ndim(c) and len(c) else np.nan for c in out],
+                        dtype=float)
     return np.asarray(out, dtype=float)
 
 
