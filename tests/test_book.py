@@ -101,3 +101,22 @@ def test_every_class_graph_gets_an_interactive_page(tmp_path):
     html = (tmp_path / "site" / "graphs" / pages["train_lenet-paired-class_3"]).read_text()
     assert 'src="plotly.min.js"' in html and "mean effect -0.5" in html and (tmp_path / "site" / "graphs" / "plotly.min.js").stat().st_size > 1e6
     assert "[class 3](graphs/train_lenet-paired-class_3.html)" in book.explorer_page(pages)
+
+
+def test_headline_rows_gather_verdicts_and_published_numbers_and_replace_old_files(tmp_path):
+    reports = fake_reports(tmp_path)
+    for stage, name, row in [("reliability", "b", {"what": "no verdict, no paper number", "ours": 3.0}),
+                             ("train_lenet", "train_lenet", {"what": "test accuracy", "ours": 0.98, "verdict": None}),
+                             ("metric_agreement", "m-robustness", {"what": "ranks", "ours": 2.0, "verdict": "holds"})]:
+        (reports / stage / "summary").mkdir(parents=True, exist_ok=True)
+        (reports / stage / "summary" / f"{name}.json").write_text(json.dumps({"paper": None, "verdict": None, **row}))
+    params = tmp_path / "params.yaml"
+    params.write_text("architectures: []\n")
+    (reports / "summary").mkdir()
+    (reports / "summary" / "stale.json").write_text("{}")
+    folder = book.write_headlines(reports, params)
+    got = {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")}
+    assert got == {"training-train_lenet": {"ours": 0.98, "paper": None, "verdict": None},
+                   "fig07-reliability-a": {"ours": 0.61234, "paper": 0.98, "verdict": "does not hold"},
+                   "beyond-metric_agreement-m-robustness": {"ours": 2.0, "paper": None, "verdict": "holds"}}
+    assert not (reports / ".summary.new").exists() and not (reports / ".summary.old").exists()

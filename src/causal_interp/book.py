@@ -78,8 +78,8 @@ def row_text(row: dict) -> str:
 def index_page(reports: Path, pages: dict[str, str]) -> str:
     """Markdown of the index: one table row per paper figure. `pages`: stage -> page file of its notebook."""
     lines = ["# Causal Analysis for Robust Interpretability of Neural Networks: the replication report", "",
-             "One row per figure of the paper. *Our numbers* are each stage's headline rows (`summary/*.json`, also what "
-             "`dvc metrics show` prints); every verdict is worded as in the stage's notebook, which shows the figure, the "
+             "One row per figure of the paper. *Our numbers* are each stage's headline rows (`summary/*.json`; those "
+             "with a verdict or a published number are also what `dvc metrics show` prints); every verdict is worded as in the stage's notebook, which shows the figure, the "
              "protocol and the criterion. Thumbnails come from the first stage named.", "",
              "| figure | | the paper | our numbers and verdicts | notebooks |", "|---|---|---|---|---|"]
     for fig in FIGURES:
@@ -120,6 +120,49 @@ def results_markdown(reports: Path, params_file: Path = REPO / "params.yaml") ->
         rows = [f"  * `{s.partition(':')[0]}`: {row_text(r)}" for s in stages for r in summary_rows(reports, s)]
         lines += [f"* {head}", *(rows or ["  * (not run yet)"])]
     return "\n".join(lines) + "\n"
+
+
+HEADLINE_KEYS = ("ours", "paper", "verdict")
+
+
+def headline_rows(reports: Path, params_file: Path = REPO / "params.yaml") -> dict[str, dict]:
+    """The report's headline numbers, `{file name: {ours, paper, verdict}}` for `reports/summary/` (the pipeline's only
+    `dvc metrics` file set): the trained models' accuracy, then every summary row of a paper figure's stages that
+    carries a verdict or a published number, then the verdicts of the checks beyond the paper. The file name says
+    what the number is (figure, stage, row); the words of the verdict are the stage's own."""
+    from .config import read_yaml
+
+    trained = ["train_lenet", "finetune_cifar10", *(read_yaml(params_file).get("architectures") or [])]
+    groups = [("training", s) for s in trained]
+    groups += [(f"fig{fig.number:02d}", s) for fig in FIGURES if not fig.rows_in for s in fig.stages]
+    groups += [("beyond", s) for s in BEYOND_THE_PAPER]
+    out = {}
+    for head, spec in groups:
+        stage, _, pattern = spec.partition(":")
+        for p in sorted((reports / stage / "summary").glob(f"{pattern or '*'}.json")):
+            row = json.loads(p.read_text())
+            if head == "training" or row.get("verdict") or row.get("paper") is not None:
+                name = f"{head}-{stage}" if p.stem == stage else f"{head}-{stage}-{p.stem}"
+                out[name] = {k: row.get(k) for k in HEADLINE_KEYS}
+    return out
+
+
+def write_headlines(reports: Path, params_file: Path = REPO / "params.yaml") -> Path:
+    """Write `headline_rows` to `<reports>/summary/`, replacing the folder whole (no row left from an older run)."""
+    rows = headline_rows(reports, params_file)
+    folder = reports / "summary"
+    tmp = reports / ".summary.new"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name, row in rows.items():
+        (tmp / f"{name}.json").write_text(json.dumps(row) + "\n")
+    old = reports / ".summary.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    shutil.rmtree(old, ignore_errors=True)
+    return folder
 
 
 def update_readme(readme: Path, reports: Path) -> bool:
@@ -231,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.readme}: results block {'rewritten' if changed else 'already up to date'}")
         return 0
     build(args.reports, args.out)
+    folder = write_headlines(Path(args.reports))
+    print(f"book: {len(list(folder.glob('*.json')))} headline rows in {folder} (dvc metrics show)")
     return 0
 
 
