@@ -77,8 +77,8 @@ for m, ax in g.axes_dict.items():             # thin: each class under the criti
 g.set_titles("{col_name}")
 g.set_axis_labels("share of every layer's parents masked", "class accuracy (evaluation split)")
 g.set(ylim=(-0.02, 1.02))
-g.figure.suptitle("Figure 10: class accuracy as the most critical neurons are masked (thick: mean over classes; "
-                  "thin: each class, critical ranking)", y=1.05)
+g.figure.suptitle("Figure 10: class accuracy as the most critical neurons are masked\n"
+                  "(thick: mean over classes; thin: each class, critical ranking)", y=1.08)
 plotting.save(g.figure, figs / "fig10_fidelity.png")
 table = df.groupby(["model", "ranking", "share"]).accuracy.mean().unstack("share").round(3)
 display(table)
