@@ -101,7 +101,7 @@ fig, ax = plotting.plt.subplots(figsize=(11, 4))
 sns.barplot(data=long, x="layer", y="necessary parents", hue="graph", ax=ax)
 ax.set_title(f"LeNet digit {k}: necessary parents per layer under each test, against the authors' committed graph")
 ax.legend(fontsize=7, ncol=2)
-plotting.save(fig, figs / "graph_sizes.png")
+plotting.save(fig, figs / "graph_sizes.png");
 
 # %% [markdown]
 # ## Maps and scores
@@ -147,7 +147,7 @@ for ax, protocol in zip(axes, protocols.PROTOCOLS):
     ax.set_title(f"{protocol} protocol")
 fig.suptitle(f"LeNet digit {k}: LE per method under the authors' conventions and under one fair convention")
 fig.tight_layout()
-plotting.save(fig, figs / "fig8_le_protocols.png")
+plotting.save(fig, figs / "fig8_le_protocols.png");
 
 # %% [markdown]
 # ## Verdict

@@ -136,7 +136,7 @@ for (ax, ax_b), m in zip(axes, results):
     ax_b.set_ylabel("mean appearance rate"); ax_b.set_title(f"{m}: appearance rate against b")
 fig.suptitle("Figure 7: reliability of the hard graphs under soft interventions", y=1.0)
 fig.tight_layout()
-plotting.save(fig, figs / "fig7_reliability.png")
+plotting.save(fig, figs / "fig7_reliability.png");
 
 # %% [markdown]
 # ## Verdict

@@ -61,7 +61,7 @@ print(f"{ds.name}: train {tuple(ds.x_train.shape)}, test {tuple(ds.x_test.shape)
 first = [int((ds.y_train == c).nonzero()[0]) for c in range(ds.num_classes) if (ds.y_train == c).any()]
 fig = plotting.image_grid(ds.x_train[first].float() / 255, [ds.classes[int(ds.y_train[i])] for i in first],
                           title=f"{ds.name} at {cfg.image_size}x{cfg.image_size}")
-plotting.save(fig, out / "examples.png")
+plotting.save(fig, out / "examples.png");
 
 # %% [markdown]
 # ## Training

@@ -104,6 +104,9 @@ def test_stage_runs_with_smoke_profile(stage, smoke_run):
             if "image/png" in o.get("data", {})]
     if "plotting.save(" in source:
         assert pngs, "a stage that makes figures shows them in its executed notebook"
+    texts = ["".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", ""))
+             for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
+    assert not [t for t in texts if "PosixPath(" in t], "a cell ending in plotting.save(...) prints the file's path"
 
 
 @pytest.mark.notebooks
