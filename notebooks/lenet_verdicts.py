@@ -91,7 +91,7 @@ sns.heatmap(grid.replace(codes).astype(float), annot=grid.map(lambda o: o.replac
             cmap=palette, vmin=-0.5, vmax=len(codes) - 0.5, linewidths=1, ax=ax, annot_kws={"fontsize": 7})
 ax.set_ylabel("figure of the paper"); ax.set_xlabel("graph protocol, training seed")
 ax.set_title("LeNet verdicts per training seed and graph protocol")
-plotting.save(fig, figs / "verdicts_by_seed.png")
+plotting.save(fig, figs / "verdicts_by_seed.png");
 
 # %% [markdown]
 # ## Verdicts
