@@ -132,7 +132,7 @@ def default_test_markdown(reports: Path) -> str:
     sizes = {r["protocol"]: r["graph_sizes"].get(k) for r in rows if r["seed"] == rows[0]["seed"] and r["figure"] == 7}
     figures = sorted({int(o["figure"]) for o in outcomes})
     verdict = {(o["protocol"], int(o["figure"])): o["verdict across seeds"] for o in outcomes}
-    head = "| graphs | digit 3: necessary parents (" + ", ".join(layers) + ") | " + \
+    head = f"| graphs | digit {k}: necessary parents (" + ", ".join(layers) + ") | " + \
         " | ".join(f"fig. {f}" for f in figures) + " |"
     lines = [head, "|" + "---|" * (2 + len(figures))]
     for prot, name in PROTOCOL_NAMES.items():
@@ -157,16 +157,8 @@ def results_markdown(reports: Path, params_file: Path = REPO / "params.yaml") ->
     """The README's results: the trained models' accuracy, then per paper figure its claim and every headline row
     (number and verdict) of the stages that make it, then the checks beyond the paper; from the committed
     `summary/*.json`, worded as in the notebooks."""
-    from .config import read_yaml
-
-    trained = ["train_lenet", "finetune_cifar10", *(read_yaml(params_file).get("architectures") or [])]
-    groups = [("**The trained models.**", trained)]
-    groups += [(f"**Figure {fig.number}.** {fig.claim}", fig.stages) for fig in FIGURES if not fig.rows_in]
-    groups += [("**The earlier paper:** per-example G+ / G- graphs, causal filters, corrected wrong predictions.",
-                EARLIER_PAPER)]
-    groups += [("**Beyond the paper:** sanity checks, agreement of metrics, speed of the engine.", BEYOND_THE_PAPER)]
     lines = []
-    for head, stages in groups:
+    for _, head, stages in result_groups(params_file):
         rows = [f"  * `{s.partition(':')[0]}`: {row_text(r)}" for s in stages for r in summary_rows(reports, s)]
         lines += [f"* {head}", *(rows or ["  * (not run yet)"])]
     why = default_test_markdown(reports)
@@ -176,17 +168,28 @@ def results_markdown(reports: Path, params_file: Path = REPO / "params.yaml") ->
 HEADLINE_KEYS = ("ours", "paper", "verdict")
 
 
+def result_groups(params_file: Path = REPO / "params.yaml") -> list[tuple[str, str, tuple]]:
+    """(short key, heading, stages) of the report's results, in order: the trained models, every paper figure with
+    rows of its own, the earlier paper, the checks beyond the paper. The README block and `reports/summary/` both
+    follow it."""
+    from .config import read_yaml
+
+    trained = ("train_lenet", "finetune_cifar10", *(read_yaml(params_file).get("architectures") or []))
+    return [("training", "**The trained models.**", trained),
+            *[(f"fig{fig.number:02d}", f"**Figure {fig.number}.** {fig.claim}", fig.stages) for fig in FIGURES
+              if not fig.rows_in],
+            ("earlier", "**The earlier paper:** per-example G+ / G- graphs, causal filters, corrected wrong "
+                        "predictions.", EARLIER_PAPER),
+            ("beyond", "**Beyond the paper:** sanity checks, agreement of metrics, speed of the engine.",
+             BEYOND_THE_PAPER)]
+
+
 def headline_rows(reports: Path, params_file: Path = REPO / "params.yaml") -> dict[str, dict]:
     """The report's headline numbers, `{file name: {ours, paper, verdict}}` for `reports/summary/` (the pipeline's only
     `dvc metrics` file set): the trained models' accuracy, then every summary row of a paper figure's stages that
     carries a verdict or a published number, then the earlier paper's and the checks beyond the paper. The file name says
     what the number is (figure, stage, row); the words of the verdict are the stage's own."""
-    from .config import read_yaml
-
-    trained = ["train_lenet", "finetune_cifar10", *(read_yaml(params_file).get("architectures") or [])]
-    groups = [("training", s) for s in trained]
-    groups += [(f"fig{fig.number:02d}", s) for fig in FIGURES if not fig.rows_in for s in fig.stages]
-    groups += [("earlier", s) for s in EARLIER_PAPER] + [("beyond", s) for s in BEYOND_THE_PAPER]
+    groups = [(key, spec) for key, _, stages in result_groups(params_file) for spec in stages]
     out = {}
     for head, spec in groups:
         stage, _, pattern = spec.partition(":")
@@ -207,13 +210,18 @@ def write_headlines(reports: Path, params_file: Path = REPO / "params.yaml") -> 
     tmp.mkdir(parents=True)
     for name, row in rows.items():
         (tmp / f"{name}.json").write_text(json.dumps(row) + "\n")
-    old = reports / ".summary.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if folder.exists():
-        os.replace(folder, old)
-    os.replace(tmp, folder)
-    shutil.rmtree(old, ignore_errors=True)
+    replace_dir(tmp, folder)
     return folder
+
+
+def replace_dir(new: Path, dest: Path) -> None:
+    """Put the folder `new` at `dest`, the previous `dest` removed only once the new one is in place."""
+    old = dest.with_name(f".{dest.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if dest.exists():
+        os.replace(dest, old)
+    shutil.move(str(new), str(dest))
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def update_readme(readme: Path, reports: Path) -> bool:
@@ -303,12 +311,7 @@ def build(reports: str | Path = REPO / "reports", out: str | Path | None = None,
         for extra in ("sitemap.xml", "sitemap.xml.gz", "404.html"):     # for web servers only
             (site / extra).unlink(missing_ok=True)
         out.parent.mkdir(parents=True, exist_ok=True)
-        old = out.with_name(f".{out.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        if out.exists():
-            os.replace(out, old)
-        shutil.move(str(site), str(out))
-        shutil.rmtree(old, ignore_errors=True)
+        replace_dir(site, out)
     print(f"book: {len(pages)} notebooks, {len(graph_pages)} interactive graphs; open {out / 'index.html'}")
     return out
 
