@@ -64,7 +64,7 @@ def test_non_finite_inputs_stop_reliability_masking_and_evaluation():
         raise AssertionError("must not be called")
 
     with pytest.raises(NonFiniteError, match=r"LE of Saliency: 1 of 3 examples \(classes \[2\]\)"):
-        evaluation.score("LE", "uniform", cfg, model, xl.numpy(), np.array([1, 2, 3]), Saliency)
+        evaluation.score("LE", cfg, model, xl.numpy(), np.array([1, 2, 3]), Saliency)
 
 
 def test_identical_examples_give_flagged_degenerate_tests_not_infinities(tmp_path):
@@ -155,7 +155,7 @@ def test_every_entry_point_hands_the_model_back_as_it_came():
     cfg = evaluation.EvaluationConfig(models=["m"], le_samples=2)
     xs, ys = x[y == k][:2].numpy(), y[y == k][:2].numpy()
     evaluation.CausalExplainer(model, {k: g}, "conv")(model, xs, ys)
-    evaluation.score("LE", "uniform", cfg, model, xs, ys, baselines.explainer("Saliency", model))
+    evaluation.score("LE", cfg, model, xs, ys, baselines.explainer("Saliency", model))
     assert_as_it_came(model, before)
 
 
