@@ -103,6 +103,7 @@ README_BEGIN, README_END = "<!-- results:begin (make readme) -->", "<!-- results
 
 
 BEYOND_THE_PAPER = ("sanity_checks", "metric_agreement", "benchmarks")
+EARLIER_PAPER = ("per_example",)   # the earlier version of the method (interventional-black-box-explanations.txt)
 
 
 def results_markdown(reports: Path, params_file: Path = REPO / "params.yaml") -> str:
@@ -114,6 +115,8 @@ def results_markdown(reports: Path, params_file: Path = REPO / "params.yaml") ->
     trained = ["train_lenet", "finetune_cifar10", *(read_yaml(params_file).get("architectures") or [])]
     groups = [("**The trained models.**", trained)]
     groups += [(f"**Figure {fig.number}.** {fig.claim}", fig.stages) for fig in FIGURES if not fig.rows_in]
+    groups += [("**The earlier paper:** per-example G+ / G- graphs, causal filters, corrected wrong predictions.",
+                EARLIER_PAPER)]
     groups += [("**Beyond the paper:** sanity checks, agreement of metrics, speed of the engine.", BEYOND_THE_PAPER)]
     lines = []
     for head, stages in groups:
@@ -128,14 +131,14 @@ HEADLINE_KEYS = ("ours", "paper", "verdict")
 def headline_rows(reports: Path, params_file: Path = REPO / "params.yaml") -> dict[str, dict]:
     """The report's headline numbers, `{file name: {ours, paper, verdict}}` for `reports/summary/` (the pipeline's only
     `dvc metrics` file set): the trained models' accuracy, then every summary row of a paper figure's stages that
-    carries a verdict or a published number, then the verdicts of the checks beyond the paper. The file name says
+    carries a verdict or a published number, then the earlier paper's and the checks beyond the paper. The file name says
     what the number is (figure, stage, row); the words of the verdict are the stage's own."""
     from .config import read_yaml
 
     trained = ["train_lenet", "finetune_cifar10", *(read_yaml(params_file).get("architectures") or [])]
     groups = [("training", s) for s in trained]
     groups += [(f"fig{fig.number:02d}", s) for fig in FIGURES if not fig.rows_in for s in fig.stages]
-    groups += [("beyond", s) for s in BEYOND_THE_PAPER]
+    groups += [("earlier", s) for s in EARLIER_PAPER] + [("beyond", s) for s in BEYOND_THE_PAPER]
     out = {}
     for head, spec in groups:
         stage, _, pattern = spec.partition(":")
