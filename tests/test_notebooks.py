@@ -107,6 +107,8 @@ def test_stage_runs_with_smoke_profile(stage, smoke_run):
     texts = ["".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", ""))
              for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
     assert not [t for t in texts if "PosixPath(" in t], "a cell ending in plotting.save(...) prints the file's path"
+    tags = [t for c in nb["cells"] for t in c.get("metadata", {}).get("tags", [])]
+    assert "injected-parameters" in tags and "parameters" not in tags, "the run's parameters only, not the defaults"
 
 
 @pytest.mark.notebooks

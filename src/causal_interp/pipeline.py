@@ -352,8 +352,21 @@ def _execute(stage, notebook, parameters, staging, reports, models, show_progres
     finally:
         shutil.rmtree(sockets, ignore_errors=True)
     log.unlink(missing_ok=True)
+    drop_default_parameters(executed)
     publish(staging, reports, models)
     return reports / stage / f"{stage}.ipynb"
+
+
+def drop_default_parameters(executed: Path) -> None:
+    """Remove the notebook's own `parameters` cell from its executed copy: its defaults (small values for running it
+    by hand) would read like the run's values. The run's parameters stay, in papermill's `injected-parameters` cell."""
+    import nbformat
+
+    nb = nbformat.read(str(executed), as_version=4)
+    cells = [c for c in nb.cells if "parameters" not in c.get("metadata", {}).get("tags", [])]
+    if len(cells) < len(nb.cells):
+        nb.cells = cells
+        nbformat.write(nb, str(executed))
 
 
 def run_all(profile: str = "default", root: str | Path | None = None, data_root: str | Path | None = None) -> None:
