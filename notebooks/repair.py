@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # Repair: masking distracting and irrelevant paths, and correcting wrong predictions (figure 11)
+# # Repair: masking distracting and irrelevant paths (figure 11)
 #
 # The paper masks a growing share of the weights that its graphs find **distracting** (removing them raises the class logit)
 # or **irrelevant**, at inference only, and reports that accuracy improves. Here, for every class graph, that share of each layer's
@@ -24,11 +24,8 @@
 # classes, the all-class accuracy and the class's **false-positive rate** and **precision**, which tell a repair from a bias
 # towards the class: predicting the class for everything also raises its accuracy.
 #
-# The earlier version of the method corrected wrong predictions with per-example graphs: from the true class downwards,
-# parents whose removal raises the true logit are masked, and only the positive-effect parameters stay on the path.
-# That experiment is the second part when `correction_model` is set: stage `repair` runs it on LeNet (digit 3 predicted as 8
-# by default, on the whole test set like the earlier paper: per-example graphs use no class graph, so the discovery half is
-# fair game); stage `arch_repair` leaves it out (`correction_model: null`).
+# The earlier version of the method also corrected single wrong predictions with per-example graphs; that experiment is
+# stage `per_example`.
 #
 # Input channels (the parents of the first layer) are never masked, in either experiment.
 
@@ -48,7 +45,6 @@ from pathlib import Path
 
 import pandas as pd
 import seaborn as sns
-import torch
 from IPython.display import Markdown, display
 
 from causal_interp import config, masking, plotting, reporting, training, verdicts
@@ -92,44 +88,6 @@ plotting.save(g.figure, figs / "fig11_repair.png")
 display(df.groupby(["model", "mask", "share"])[list(names)].mean().round(4))
 
 # %% [markdown]
-# ## Correcting wrong predictions with per-example graphs (only when `correction_model` is set)
-#
-# Read this result with care: the per-example graph is built from the **true** label of the very example it corrects.
-# It shows that the wrong prediction runs through identifiable negative paths, not that the model can be repaired
-# without knowing the answer.
-
-# %%
-corrections = []
-m = cfg.correction_model
-if m in setups:
-    su = setups[m]
-    xe, ye = su.x_test, su.y_test   # per-example graphs use no class graph: the whole test set, as the earlier paper
-    with torch.no_grad():
-        pred = su.model(xe).argmax(1)
-    wrong = torch.nonzero((ye == cfg.correction_true) & (pred == cfg.correction_predicted)).flatten()
-    pair = f"{cfg.correction_true} predicted as {cfg.correction_predicted}"
-    if len(wrong) == 0 and cfg.correction_fallback:
-        confused = pred[(ye == cfg.correction_true) & (pred != cfg.correction_true)].tolist()
-        display(Markdown(f"**No test example of class {cfg.correction_true} is predicted as {cfg.correction_predicted} by this model** "
-                         f"(its errors on class {cfg.correction_true}: {dict(sorted(pd.Series(confused).value_counts().items())) if confused else 'none'}). "
-                         f"Falling back to every misclassified example of class {cfg.correction_true}."))
-        wrong = torch.nonzero((ye == cfg.correction_true) & (pred != cfg.correction_true)).flatten()
-        pair = f"{cfg.correction_true} misclassified (no {cfg.correction_true} -> {cfg.correction_predicted} errors)"
-    for i in wrong.tolist():
-        masks = masking.correction_masks(su.model, xe[i:i + 1], cfg.correction_true)
-        with torch.no_grad():
-            p0 = torch.softmax(su.model(xe[i:i + 1]), 1)[0]
-            with masking.masked(su.model, masks, su.n_parents):
-                p1 = torch.softmax(su.model(xe[i:i + 1]), 1)[0]
-        corrections.append({"example": i, "predicted_before": int(p0.argmax()), "true_prob_before": float(p0[cfg.correction_true]),
-                            "true_prob_after": float(p1[cfg.correction_true]),
-                            "predicted_after": int(p1.argmax()), "corrected": int(p1.argmax()) == cfg.correction_true,
-                            "masked_nodes": sum(len(k.parents) for k in masks)})
-corr = pd.DataFrame(corrections)
-corr.to_csv(out / "corrections.csv", index=False)
-display(corr)
-
-# %% [markdown]
 # ## Verdict
 
 # %%
@@ -171,22 +129,6 @@ for m in setups:
                  f"random masks give {d.loc['random'].class_accuracy.iloc[-1]:.4f} / {d.loc['random'].all_accuracy.iloc[-1]:.4f}. "
                  f"Class accuracy {'rises' if class_up else 'does not rise'}; a repair that keeps all-class accuracy within 0.5 points "
                  f"{'exists at shares ' + str([f'{x:.0%}' for x in repaired]) if repaired else 'exists at NO share'}.")
-if len(corr):
-    metrics["correction"] = {"model": cfg.correction_model, "examples_selected": pair,
-                             "examples": len(corr), "corrected": int(corr.corrected.sum()),
-                             "mean_true_prob_before": float(corr.true_prob_before.mean()),
-                             "mean_true_prob_after": float(corr.true_prob_after.mean())}
-    headline["correction"] = {"what": f"{cfg.correction_model}: share of wrong predictions ({pair}) corrected by per-example graphs",
-                             "ours": float(corr.corrected.mean())}
-    lines.append(f"* **Correction** ({cfg.correction_model}, {pair}): "
-                 f"{int(corr.corrected.sum())} of {len(corr)} corrected; mean true-class probability "
-                 f"{corr.true_prob_before.mean():.3f} -> {corr.true_prob_after.mean():.3f} (earlier paper: restored with near-certainty).")
-elif cfg.correction_model is None:
-    metrics["correction"] = None
-    lines.append("* **Correction**: not run (`correction_model: null`).")
-else:
-    metrics["correction"] = {"model": cfg.correction_model, "examples": 0}
-    lines.append(f"* **Correction**: no evaluation example of class {cfg.correction_true} is predicted as {cfg.correction_predicted}.")
 (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
 reporting.write_summary(out, headline)
 display(Markdown("\n".join(lines)))
