@@ -54,8 +54,8 @@ def test_non_finite_inputs_stop_reliability_masking_and_evaluation():
     y = net(x).argmax(1)
     with pytest.raises(NonFiniteError, match=r"masking: accuracy: 1 of 60 examples \(classes \[.\]\)"):
         masking.accuracy(net, x_bad, y)
-    with pytest.raises(NonFiniteError, match="correction of an example of class 0"):
-        masking.correction_masks(net, x_bad[2:3], 0)
+    with pytest.raises(NonFiniteError, match="per-example graph of class 0"):
+        per_example.example_graph(net, x_bad[2:3], 0)
     model, xl = lenet_and_digits(3)
     xl[1, 0, 0, 0] = float("inf")
     cfg = evaluation.EvaluationConfig(models=["m"], le_samples=2)
@@ -150,7 +150,7 @@ def test_every_entry_point_hands_the_model_back_as_it_came():
     n = {lg.layer: lg.n_parents for lg in g.layers}
     with masking.masked(model, masking.fidelity_masks(g, 0.5, "critical"), n):
         masking.accuracy(model, x, y)
-    masking.correction_masks(model, x[:1], k)
+    per_example.correct(model, x[:1], k, 0, n, "kl", 2, 0)
     assert_as_it_came(model, before)
     cfg = evaluation.EvaluationConfig(models=["m"], le_samples=2)
     xs, ys = x[y == k][:2].numpy(), y[y == k][:2].numpy()

@@ -183,32 +183,6 @@ def class_bias(model: nn.Module, x: torch.Tensor, y: torch.Tensor, c: int, batch
             "precision": float((y[predicted] == c).float().mean()) if predicted.any() else float("nan")}
 
 
-@torch.no_grad()
-def correction_masks(model: nn.Module, x1: torch.Tensor, true_class: int, layers: list[str] | None = None,
-                     max_batch: int = 4096) -> list[LayerMask]:
-    """Per-example graph of the earlier version of the method, for correcting a wrong prediction.
-
-    Top-down from the true class's logit, on the single example `x1` (1, ...): every parent's edges to the
-    current targets are removed in turn. Parents whose removal *raises* the true-class logit (negative
-    contribution) are masked (edges to the targets); parents whose removal lowers it are kept and become the
-    targets of the next layer down. Only the positive-effect parameters remain on the path to the class.
-    """
-    from .discovery import layer_chain
-    from .interventions import Intervention, treatment_effects
-
-    chain = layer_chain(model, layers)
-    traced = TracedModel(model)
-    traced.cache(x1, where=f"correction of an example of class {true_class}")
-    masks, targets = [], [true_class]
-    for name in reversed(chain):
-        if not targets:
-            break
-        te = treatment_effects(traced, name, true_class, targets, Intervention("hard"), max_batch=max_batch)[:, 0]
-        masks.append(LayerMask(name, torch.nonzero(te > 0).flatten().tolist(), list(targets)))
-        targets = torch.nonzero(te < 0).flatten().tolist()
-    return masks
-
-
 @dataclass
 class MaskingConfig:
     """params.yaml sections `fidelity` and `repair`."""
@@ -220,10 +194,6 @@ class MaskingConfig:
     shares: list = None                  # shares of each layer's parents (fidelity) / of D (repair) to mask
     random_draws: int = bounded(3, 1, 1000)
     all_classes_examples: int | None = bounded(1000, 1)   # repair: evaluation examples for the all-classes accuracy
-    correction_model: str | None = "train_lenet"   # null: no correction experiment
-    correction_true: int = bounded(3, 0)
-    correction_predicted: int = bounded(8, 0)
-    correction_fallback: bool = True     # no such error: use every misclassified example of the true class
     seed: int = bounded(0, 0)
     threads: int | None = bounded(None, 1, 1024)
 
@@ -232,8 +202,6 @@ class MaskingConfig:
             raise ValueError(f"{section}.models must name at least one training stage")
         if not self.shares or any(not 0 <= s <= 1 for s in self.shares) or list(self.shares) != sorted(self.shares):
             raise ValueError(f"{section}.shares must be increasing values in [0, 1], got {self.shares}")
-        if self.correction_model is not None and self.correction_true == self.correction_predicted:
-            raise ValueError(f"{section}: correction_true and correction_predicted must differ")
 
 
 @dataclass
