@@ -62,6 +62,7 @@ def notebook_configs() -> dict:
     from .discovery import DiscoveryConfig
     from .evaluation import EvaluationConfig
     from .masking import MaskingConfig
+    from .per_example import PerExampleConfig
     from .protocols import ProtocolConfig
     from .reliability import ReliabilityConfig
     from .sanity import SanityConfig
@@ -70,7 +71,7 @@ def notebook_configs() -> dict:
     return {"train": config.TrainConfig, "discover_graphs": DiscoveryConfig, "reliability": ReliabilityConfig,
             "fidelity": MaskingConfig, "repair": MaskingConfig, "evaluate_explanations": EvaluationConfig,
             "authors_protocol": ProtocolConfig, "lenet_verdicts": StabilityConfig, "sanity_checks": SanityConfig,
-            "metric_agreement": AgreementConfig}
+            "metric_agreement": AgreementConfig, "per_example": PerExampleConfig}
 
 
 @dataclass
