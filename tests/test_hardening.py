@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from causal_interp import baselines, discovery, evaluation, masking, reliability
+from causal_interp import baselines, discovery, evaluation, masking, per_example, reliability
 from causal_interp.discovery import ClassGraph, discover_all, discover_class_graph
 from causal_interp.interventions import NonFiniteError
 from causal_interp.models import LeNet, evaluating
