@@ -35,6 +35,7 @@ from .config import bounded
 from .discovery import ClassGraph, LayerGraph, layer_chain
 from .interventions import Intervention, TracedModel, treatment_effects
 from .masking import LayerMask, masked
+from .models import evaluating
 
 EFFECTS = ("logit", "kl")
 TEST = "per-example threshold (eq. 1 of the earlier paper)"
@@ -193,13 +194,14 @@ def correct(model: nn.Module, x: torch.Tensor, true_class: int, example: int, n_
     """One wrong prediction: the true class's per-example graph, the prediction with only its G+ kept, and the mean
     of `draws` random controls of the same size."""
     graph = example_graph(model, x, true_class, example, layers, effect, traced)
-    p0 = torch.softmax(model(x), 1)[0]
-    with masked(model, keep_masks(graph), n_parents):
-        p1 = torch.softmax(model(x), 1)[0]
-    rand = []
-    for d in range(draws):
-        with masked(model, keep_masks(graph, random_keep(graph, seed * 100_003 + example * 101 + d)), n_parents):
-            rand.append(torch.softmax(model(x), 1)[0])
+    with evaluating(model):                       # the model comes back in the mode it came in, its statistics intact
+        p0 = torch.softmax(model(x), 1)[0]
+        with masked(model, keep_masks(graph), n_parents):
+            p1 = torch.softmax(model(x), 1)[0]
+        rand = []
+        for d in range(draws):
+            with masked(model, keep_masks(graph, random_keep(graph, seed * 100_003 + example * 101 + d)), n_parents):
+                rand.append(torch.softmax(model(x), 1)[0])
     rand = torch.stack(rand)
     return {"example": int(example), "true": int(true_class), "predicted_before": int(p0.argmax()),
             "true_prob_before": float(p0[true_class]), "predicted_after": int(p1.argmax()),
