@@ -18,7 +18,7 @@ from torch import nn
 
 from .config import bounded
 from .discovery import ClassGraph, graph_files
-from .interventions import (TracedModel, _edge_slices, _out_nodes, apply_layer, check_finite, edge_pairs, edge_weights,
+from .interventions import (_edge_slices, _out_nodes, apply_layer, check_finite, edge_pairs, edge_weights,
                             effective_weight, is_standardised)
 from .models import evaluating
 
