@@ -120,3 +120,24 @@ def test_headline_rows_gather_verdicts_and_published_numbers_and_replace_old_fil
                    "fig07-reliability-a": {"ours": 0.61234, "paper": 0.98, "verdict": "does not hold"},
                    "beyond-metric_agreement-m-robustness": {"ours": 2.0, "paper": None, "verdict": "holds"}}
     assert not (reports / ".summary.new").exists() and not (reports / ".summary.old").exists()
+
+
+def test_the_default_test_paragraph_names_the_verdicts_that_change_with_the_graphs(tmp_path):
+    reports = tmp_path / "reports"
+    assert book.default_test_markdown(reports) == ""                    # not run yet: nothing to say
+    (reports / "lenet_verdicts").mkdir(parents=True)
+    (reports / "authors_protocol").mkdir()
+    rows = [{"seed": 0, "protocol": p, "figure": 7, "graph_sizes": {"3": s}}
+            for p, s in (("kit", [30, 50, 16, 6, 1]), ("floor", [14, 11, 9, 5, 1]), ("authors", [8, 2, 14, 5, 1]))]
+    (reports / "lenet_verdicts" / "metrics.json").write_text(json.dumps({"settings": {"le_class": 3}, "rows": rows}))
+    (reports / "lenet_verdicts" / "stability.csv").write_text(
+        "figure,protocol,verdict across seeds\n7,kit,holds for every seed\n7,floor,does not hold for every seed\n"
+        "7,authors,does not hold for every seed\n10,kit,holds for every seed\n10,floor,holds for every seed\n"
+        "10,authors,holds for every seed\n")
+    (reports / "authors_protocol" / "metrics.json").write_text(json.dumps(
+        {"graph_sizes": {"authors' committed graph": {"fc3": 13, "fc2": 8, "fc1": 8, "conv2": 3}}}))
+    text = book.default_test_markdown(reports)
+    assert "keeps 102 necessary parents over these layers, the authors' committed graph 32" in text
+    assert "the verdicts of fig. 7 change" in text
+    assert "| paired test (the default) | 30 / 50 / 16 / 6 | holds for every seed | holds for every seed |" in text
+    assert "| the authors' committed graph | 13 / 8 / 8 / 3 | | |" in text

@@ -93,6 +93,9 @@ def index_page(reports: Path, pages: dict[str, str]) -> str:
         names = [s.partition(":")[0] for s in fig.stages]
         links = ", ".join(f"[{s}]({pages[s]})" for s in names if s in pages) or "(not run)"
         lines.append(f"| {fig.number} | {thumb} | {fig.claim} | {'<br>'.join(rows) or '(no summary)'} | {links} |")
+    why = default_test_markdown(reports)
+    if why:
+        lines += ["", why]
     other = [s for s in pages if not any(s in (t.partition(":")[0] for t in f.stages) for f in FIGURES)]
     lines += ["", "## The other stages", ""] + [f"* [{s}]({pages[s]})" for s in other]
     lines += ["", "Every class graph, interactively: [the graph explorer](graph_explorer.md)."]
@@ -104,6 +107,50 @@ README_BEGIN, README_END = "<!-- results:begin (make readme) -->", "<!-- results
 
 BEYOND_THE_PAPER = ("sanity_checks", "metric_agreement", "benchmarks")
 EARLIER_PAPER = ("per_example",)   # the earlier version of the method (interventional-black-box-explanations.txt)
+
+
+PROTOCOL_NAMES = {"kit": "paired test (the default)", "floor": "paired test, effect-size floor 0.15",
+                  "authors": "the authors' two-sample test with their fallback"}
+
+
+def default_test_markdown(reports: Path) -> str:
+    """Why the default test of significance is what it is: per graph protocol of stage `lenet_verdicts`, LeNet's
+    graph of its LE class (digit 3) (necessary parents per layer, seed 0) beside the authors' committed graph, and the verdict of each
+    figure across the training seeds; the figures whose verdict changes with the protocol are named. Empty when
+    `lenet_verdicts` or `authors_protocol` has not run."""
+    import csv
+
+    try:
+        metrics = json.loads((reports / "lenet_verdicts" / "metrics.json").read_text())
+        rows, k = metrics["rows"], str(metrics["settings"].get("le_class", 3))
+        outcomes = list(csv.DictReader((reports / "lenet_verdicts" / "stability.csv").open()))
+        committed = json.loads((reports / "authors_protocol" / "metrics.json").read_text())["graph_sizes"][
+            "authors' committed graph"]
+    except (FileNotFoundError, KeyError):
+        return ""
+    layers = list(committed)
+    sizes = {r["protocol"]: r["graph_sizes"].get(k) for r in rows if r["seed"] == rows[0]["seed"] and r["figure"] == 7}
+    figures = sorted({int(o["figure"]) for o in outcomes})
+    verdict = {(o["protocol"], int(o["figure"])): o["verdict across seeds"] for o in outcomes}
+    head = "| graphs | digit 3: necessary parents (" + ", ".join(layers) + ") | " + \
+        " | ".join(f"fig. {f}" for f in figures) + " |"
+    lines = [head, "|" + "---|" * (2 + len(figures))]
+    for prot, name in PROTOCOL_NAMES.items():
+        if prot in sizes:
+            lines.append(f"| {name} | {' / '.join(str(v) for v in (sizes[prot] or [])[:len(layers)])} | "
+                         + " | ".join(verdict.get((prot, f), "") for f in figures) + " |")
+    lines.append(f"| the authors' committed graph | {' / '.join(str(committed[l]) for l in layers)} |"
+                 + " |" * len(figures))
+    changes = [f for f in figures if len({verdict.get((p, f), "").split(":")[0] for p in PROTOCOL_NAMES}) > 1]
+    return "\n".join([
+        "**Which test of significance, and why.** Every stage uses the graphs of the paired test without an "
+        "effect-size floor: it is eq. 1 applied to per-example effects, with no threshold fitted to anything. The "
+        f"table (stage `lenet_verdicts`, LeNet retrained with each seed) shows what that choice does: digit {k}'s graph "
+        f"keeps {sum((sizes.get('kit') or [])[:len(layers)])} necessary parents over these layers, the authors' "
+        f"committed graph {sum(committed.values())}; and the verdicts of "
+        + (", ".join(f"fig. {f}" for f in changes) or "no figure")
+        + " change when the same checks run on graphs of the authors' size. Those verdicts are therefore reported "
+        "for both kinds of graphs, and each one is read with the graphs it was found on.", "", *lines, ""])
 
 
 def results_markdown(reports: Path, params_file: Path = REPO / "params.yaml") -> str:
@@ -122,7 +169,8 @@ def results_markdown(reports: Path, params_file: Path = REPO / "params.yaml") ->
     for head, stages in groups:
         rows = [f"  * `{s.partition(':')[0]}`: {row_text(r)}" for s in stages for r in summary_rows(reports, s)]
         lines += [f"* {head}", *(rows or ["  * (not run yet)"])]
-    return "\n".join(lines) + "\n"
+    why = default_test_markdown(reports)
+    return "\n".join(lines) + "\n" + (f"\n{why}" if why else "")
 
 
 HEADLINE_KEYS = ("ours", "paper", "verdict")
