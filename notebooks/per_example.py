@@ -29,12 +29,15 @@
 # 3. **correcting wrong predictions** by keeping only the true class's G+ parameters (its sec. 3.2, fig. 5: 11 of 11
 #    threes predicted as 8 corrected), with a random control of the same size.
 #
-# **How eq. 1 is read.** The paper's text lost the formula's signs: it reads delta_l = (mu_y - mu_j) / sigma_y, with mu_j the
-# class score without intervention and mu_y, sigma_y the mean and spread of the class score over the layer's interventions,
-# i.e. the layer's mean change in units of its spread, and its Algorithm 1 compares each intervention's change with it.
-# Compared in the same units (the change divided by sigma_y), a parameter is in G+ when its removal lowers the class score
-# by more than the layer's mean change |mu_y - mu_j|, in G- when it raises it by more, and has no effect in between
-# (`causal_interp.per_example`). The score G+ and G- are read from is `effect`:
+# **How eq. 1 is read.** The paper's extracted text lost the formula's division and which side of Algorithm 1's comparison
+# is the intervened score: it reads delta_l = (mu_y - mu_j) / sigma_y, with mu_j the class score without intervention and
+# mu_y, sigma_y the mean and spread of the class score over the layer's interventions, i.e. the layer's mean change in
+# units of its spread. Read literally, every parameter would land in G+ or G-, against the paper's own "many parameters
+# that don't have any effect". Compared in the same units (the change divided by sigma_y), a parameter is here in G+ when
+# its removal lowers the class score by more than the absolute mean change |mu_y - mu_j|, in G- when it raises it by more,
+# and has no effect in between. This symmetric dead zone is a reading, not the paper's stated rule
+# (`causal_interp.per_example`). The causal score of Proposition 2 is kept signed: the change of the class's
+# log-probability (a divergence would lose the sign). The score G+ and G- are read from is `effect`:
 # the class logit (`logit`, the default, as Algorithm 1's "compute y") or the causal score (`kl`).
 #
 # **Read the corrections with care:** the graph that corrects a prediction is found with the true label of that very
@@ -94,7 +97,7 @@ t0 = time.perf_counter()
 graphs = {}
 bar = progress(total=len(cfg.classes) * cfg.examples, desc="per-example graphs", unit="graph")
 for k in cfg.classes:
-    ids = torch.nonzero((y == k) & ((pred == k) | (not cfg.correct_only))).flatten()[:cfg.examples].tolist()
+    ids = per_example.class_examples(y, pred, k, cfg.examples, cfg.correct_only)
     if not ids:
         raise ValueError(f"{stage}: no test example of class {k}" + (" is classified correctly" if cfg.correct_only else ""))
     graphs[k] = []
@@ -111,14 +114,13 @@ display(sizes.groupby(["class", "layer"], sort=False).mean().round(1).unstack("c
 
 # %% [markdown]
 # ## The causal score per layer, for one example of each class (the earlier paper's fig. 2)
-# Every parameter tested on the example's path, its causal score (change of the class's log-probability, Proposition 2)
-# against its index; colour: G+ / G- / no effect under the `effect` score; dashed: the layer's dead zone (|mean score|)
-# when `effect` is `kl`. The table gives, per layer, the Spearman correlation of the causal score with the logit change over the same
+# Every parameter tested on the example's path, its causal score (the signed change of the class's log-probability,
+# Proposition 2) against its index; colour: G+ / G- / no effect, read from the `effect` score (by default the class
+# logit, so a coloured point may sit close to zero here); dashed: the layer's dead zone (|mean score|) when `effect` is
+# `kl`. Layers with a single parent (the input channel) are not tested and not shown. The table gives, per layer, the Spearman correlation of the causal score with the logit change over the same
 # interventions: where it is below 1, the two scores rank parameters differently.
 
 # %%
-from scipy.stats import spearmanr
-
 rows, agreement = [], []
 for k in cfg.classes[:2]:
     g = graphs[k][0]
@@ -133,8 +135,8 @@ for k in cfg.classes[:2]:
         label[lg.necessary], label[lg.distracting] = "G+", "G-"
         rows += [{"class": f"{names[k]} (test {i})", "layer": lg.layer, "parent": j, "causal score": kl[j], "set": label[j]}
                  for j in range(lg.n_parents)]
-        rho = spearmanr(kl, logit).statistic if np.ptp(kl) > 0 and np.ptp(logit) > 0 else np.nan
-        agreement.append({"class": names[k], "layer": lg.layer, "parents": lg.n_parents, "spearman(kl, logit)": rho})
+        agreement.append({"class": names[k], "layer": lg.layer, "parents": lg.n_parents,
+                          "spearman(kl, logit)": per_example.score_agreement(kl, logit)})
 scores = pd.DataFrame(rows)
 g = sns.relplot(data=scores, x="parent", y="causal score", hue="set", hue_order=["G+", "G-", "no effect"],
                 palette={"G+": "tab:red", "G-": "tab:blue", "no effect": "0.7"}, row="class", col="layer",
@@ -154,17 +156,20 @@ display(pd.DataFrame(agreement).round(3))
 
 # %% [markdown]
 # ## How often each parameter is in G+ (the earlier paper's fig. 4)
-# Per layer, the share of each class's examples in whose per-example G+ each parent appears (size and colour).
+# Per layer, the share of each class's examples in whose per-example G+ each of its parents appears (size and colour).
+# The parents of a layer are the output channels (filters) of the layer below it: the panel "parents of conv2" holds
+# conv1's filters, the earlier paper's fig. 4(a).
 
 # %%
 freq = {k: per_example.frequencies(graphs[k]) for k in cfg.classes}
 fdf = pd.DataFrame([{"class": names[k], "layer": layer, "parent": j, "frequency": f}
                     for k in cfg.classes for layer, v in freq[k].items() for j, f in enumerate(v)])
 fdf.to_csv(out / "frequencies.csv", index=False)
-layers_top_down = [lg.layer for lg in graphs[cfg.classes[0]][0].layers]
-g = sns.relplot(data=fdf[fdf.frequency > 0], x="parent", y="class", size="frequency", hue="frequency",
+layers_top_down = [lg.layer for lg in graphs[cfg.classes[0]][0].layers if lg.n_parents > 1]
+fdf["layer"] = "parents of " + fdf["layer"]
+g = sns.relplot(data=fdf[(fdf.frequency > 0) & fdf.layer.isin(["parents of " + l for l in layers_top_down])], x="parent", y="class", size="frequency", hue="frequency",
                 palette="viridis", sizes=(5, 120), size_norm=(0, 1), hue_norm=(0, 1), col="layer",
-                col_order=layers_top_down, col_wrap=3, facet_kws={"sharex": False}, height=2.2, aspect=1.6)
+                col_order=["parents of " + l for l in layers_top_down], col_wrap=3, facet_kws={"sharex": False}, height=2.2, aspect=1.6)
 g.set_titles("{col_name}")
 g.set_axis_labels("parent (index)", "")
 g.figure.suptitle(f"Share of the examples (first {cfg.examples} correct per class) in whose G+ each parent is", y=1.03)
@@ -178,7 +183,7 @@ plotting.save(g.figure, figs / "frequencies.png");
 # %%
 filters = {k: per_example.causal_filters(freq[k], chain, cfg.frequent) for k in cfg.classes}
 convs = [l for l in chain[:-1] if isinstance(traced.modules[l], torch.nn.Conv2d)]
-display(pd.DataFrame({names[k]: {l: filters[k][l] for l in convs} for k in cfg.classes}))
+display(pd.DataFrame({names[k]: {f"filters of {l}": filters[k][l] for l in convs} for k in cfg.classes}))
 panels = []
 for k in cfg.classes[:2]:
     i = graphs[k][0].examples[0]

@@ -84,8 +84,8 @@ def test_frequencies_filters_and_keep_masks():
     np.testing.assert_allclose(freq["fc"], [0.75, 0.5, 0, 0.25])
     np.testing.assert_allclose(freq["conv2"], [0, 0.25, 1.0])
     assert per_example.causal_filters(freq, ["conv1", "conv2", "fc"], 0.7) == {"conv1": [2], "conv2": [0]}
-    masks = per_example.keep_masks(graphs[0])
-    assert [(m.layer, m.parents, m.targets) for m in masks] == [("fc", [2, 3], [3]), ("conv2", [0, 1], [0, 1])]
+    masks = per_example.keep_masks(graphs[0])      # the lowest layer (its parents: the input) is never masked
+    assert [(m.layer, m.parents, m.targets) for m in masks] == [("fc", [2, 3], [3])]
     rand = per_example.random_keep(graphs[2], seed=1)
     assert [len(rand["fc"]), len(rand["conv2"])] == [2, 2]
 
@@ -97,10 +97,13 @@ def test_correction_keeps_only_g_plus_and_a_random_control_of_the_same_size():
     assert int(net(x).argmax()) == 1
     row = per_example.correct(net, x, 0, example=5, n_parents={"fc1": 2, "fc2": 3}, effect="logit", draws=4, seed=0,
                               layers=["fc1", "fc2"])
-    assert row["predicted_before"] == 1 and row["kept"] == 2       # G+: h0 at fc2, x0 at fc1
+    assert row["predicted_before"] == 1 and row["kept"] == 1       # G+ at fc2: h0 (fc1 reads the input: not masked)
     # kept: logit 0 = 2 * h0 with h0 = x0 = 1 -> 2; logit 1 = 0.6 h2 = 1.8 (class 1's edges are not on the graph)
     assert row["true_prob_after"] == pytest.approx(1 / (1 + np.exp(-0.2)), rel=1e-5) and row["corrected"]
-    assert 0 <= row["random_corrected"] <= 1
+    # a random control keeps one of h0, h1, h2 at fc2: only h0 (logit 0 = 2 > 1.8) corrects the prediction
+    g = per_example.example_graph(net, x, 0, 5, ["fc1", "fc2"])
+    expected = np.mean([per_example.random_keep(g, [0, 5, d])["fc2"] == [0] for d in range(4)])
+    assert row["random_corrected"] == expected
 
 
 def test_confusion_pairs_and_verdicts():
@@ -125,3 +128,39 @@ def test_bad_input_stops_early():
     for bad in ({"effect": "kld"}, {"classes": [3]}, {"pairs": [[3, 3]]}):
         with pytest.raises(ConfigError):
             from_dict(per_example.PerExampleConfig, bad, "per_example")
+
+
+def lenet_like():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(4 * 4 * 4, 3)).eval()
+
+
+def test_a_single_input_channel_is_not_tested_and_its_filters_survive_the_correction():
+    net = lenet_like()
+    x = torch.randn(1, 1, 8, 8)
+    for effect in per_example.EFFECTS:
+        g = per_example.example_graph(net, x, 1, effect=effect)
+        first = g.layers[-1]                          # the first conv: one parent, the grey input
+        assert first.layer == "0" and first.n_parents == 1 and first.necessary == first.distracting == []
+        assert all(np.isfinite(lg.mean_effect).all() for lg in g.layers)
+        masks = per_example.keep_masks(g)
+        assert "0" not in [m.layer for m in masks], "the input channel's edges are never removed"
+        kept = {lg.layer: lg.necessary for lg in g.layers}
+        assert all(set(m.parents).isdisjoint(kept[m.layer]) for m in masks)
+
+
+def test_correct_hands_the_model_back_as_it_came():
+    net = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 3))
+    net.train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    per_example.correct(net, torch.randn(1, 4), 2, 0, {"0": 4, "3": 6}, "logit", 2, 0)
+    assert net.training and all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+
+
+def test_no_causal_filter_for_either_digit_is_not_resolved():
+    assert per_example.filters_verdict([], [], (3, 8), "conv1", 0.8).outcome == verdicts.UNRESOLVED
+    assert per_example.confusion_pairs(torch.tensor([1]), torch.tensor([1]), [[3, 8], [3, 8]]) == [(3, 8)]
+    assert per_example.class_examples(torch.tensor([3, 3, 8, 3]), torch.tensor([3, 8, 8, 3]), 3, 5) == [0, 3]
+    assert per_example.class_examples(torch.tensor([3, 3, 8, 3]), torch.tensor([3, 8, 8, 3]), 3, 2, False) == [0, 1]
+    assert np.isnan(per_example.score_agreement([1, 1], [1, 2])) and per_example.score_agreement([1, 2, 3], [3, 2, 1]) == -1
