@@ -106,4 +106,4 @@ summary = {f"fig{r.figure}-{r.protocol}": {"what": f"LeNet fig. {r.figure}, {r.p
 (out / "metrics.json").write_text(json.dumps({"settings": {k: v for k, v in vars(cfg).items() if k != "threads"},
                                               "test_accuracy": accuracy.to_dict(), "stability": table.to_dict(orient="records"),
                                               "rows": rows.to_dict(orient="records")}, indent=2, default=str))
-reporting.write_summary(out, summary)
+reporting.write_summary(out, summary);
