@@ -121,18 +121,28 @@ for m in setups:
 
 # %% [markdown]
 # ## Model randomisation: similarity to the trained model's map as layers are randomised from the output down
+# (for the models of `mprt_full_only`: the trained model against the fully randomised one; dashed: the pass line)
 
 # %%
 for m in cfg.mprt_models:
     d = scores[(scores.model == m) & (scores.check == "mprt")]
     fig, ax = plotting.plt.subplots(figsize=(8, 3.8))
-    sns.lineplot(data=d, x="step", y="score", hue="method", hue_order=cfg.methods, estimator="median",
-                 errorbar=("pi", 50), marker="o", ax=ax)
-    steps = d.drop_duplicates("step").sort_values("step")
-    ax.set_xticks(steps.step, [f"{layer}" for layer in steps.layer], rotation=30)
-    ax.set_xlabel("randomised down to layer"); ax.set_ylabel("Spearman correlation with the trained map")
+    if m in cfg.mprt_full_only:       # one step, every layer randomised at once: one box per method
+        sns.boxplot(data=d, x="method", y="score", order=cfg.methods, hue="method", hue_order=cfg.methods,
+                    palette="tab10", showfliers=False, ax=ax)
+        sns.stripplot(data=d, x="method", y="score", order=cfg.methods, color="k", size=2, alpha=0.5, ax=ax)
+        ax.set_xlabel(""); plotting.slanted_labels(ax)
+        ax.set_title(f"{m}: trained against fully randomised model (every layer at once)", fontsize=10)
+    else:
+        sns.lineplot(data=d, x="step", y="score", hue="method", hue_order=cfg.methods, estimator="median",
+                     errorbar=("pi", 50), marker="o", ax=ax)
+        steps = d.drop_duplicates("step").sort_values("step")
+        ax.set_xticks(steps.step, [f"{layer}" for layer in steps.layer], rotation=30)
+        ax.set_xlabel("randomised down to layer")
+        sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+        ax.set_title(f"{m}: cascading model parameter randomisation (median, interquartile band)", fontsize=10)
+    ax.set_ylabel("Spearman correlation\nwith the trained map")
     ax.axhline(sanity.PASS_BELOW, ls="--", c="tab:green", lw=1)
-    ax.set_title(f"{m}: cascading model parameter randomisation (median, interquartile band)")
     plotting.save(fig, figs / f"mprt_{m}.png")
 
 # %% [markdown]

@@ -93,27 +93,28 @@ def cfg(**kw):
 
 
 def test_lipschitz_estimate_by_hand(tiny):
-    """Explaining x by x itself: LE = max ||a - a'|| / ||x - x'|| = 1 exactly without normalisation; a constant
-    explanation (a fixed pattern, whatever the input) has LE 0."""
+    """Explaining x by x itself: LE = max ||a - a'|| / ||x - x'|| = 1 exactly without normalisation (the raw Quantus
+    call, `run_metric`); a constant explanation (a fixed pattern, whatever the input) has LE 0 under the protocol."""
     net, x, y = tiny
     c = cfg(le_samples=3)
     identity = lambda model=None, inputs=None, targets=None, **kw: np.asarray(inputs, dtype=np.float32)
     pattern = np.random.default_rng(0).random((1, 1, 32, 32)).astype(np.float32)
     constant = lambda model=None, inputs=None, targets=None, **kw: np.repeat(pattern, len(inputs), 0)
-    assert np.allclose(evaluation.score("LE", "paper", c, net, x, y, identity), 1.0, atol=1e-5)
-    assert np.allclose(evaluation.score("LE", "uniform", c, net, x, y, constant), 0.0)
+    raw = evaluation.run_metric(evaluation.metric("LE", c), "LE", net, x, y, identity, c.seed, c.batch_size)
+    assert np.allclose(raw, 1.0, atol=1e-5)
+    assert np.allclose(evaluation.score("LE", c, net, x, y, constant), 0.0)
 
 
 def test_scores_are_seeded_and_cached(tiny):
     net, x, y = tiny
     c = cfg(le_samples=3)
     explain = evaluation.Cached(baselines.explainer("Saliency", net))
-    le1 = evaluation.score("LE", "uniform", c, net, x, y, explain)
+    le1 = evaluation.score("LE", c, net, x, y, explain)
     calls = explain.calls
     assert calls == 4                                          # x, then 3 perturbations
-    le2 = evaluation.score("LE", "paper", c, net, x, y, explain)
+    le2 = evaluation.run_metric(evaluation.metric("LE", c), "LE", net, x, y, explain, c.seed, c.batch_size)   # raw maps
     assert explain.calls == calls                              # same perturbations: nothing recomputed
-    assert np.array_equal(le1, evaluation.score("LE", "uniform", c, net, x, y, explain))
+    assert np.array_equal(le1, evaluation.score("LE", c, net, x, y, explain))
     assert le1.shape == (4,) and np.isfinite(le1).all() and np.isfinite(le2).all()
 
 
@@ -124,7 +125,7 @@ def test_irof_runs_with_the_pinned_numpy(chans):
     net = LeNet(chans, 10).eval()
     x = torch.rand(3, chans, 32, 32).numpy()
     y = net(torch.from_numpy(x)).argmax(1).numpy()
-    good = evaluation.score("IROF", "uniform", cfg(), net, x, y, baselines.explainer("Saliency", net))
+    good = evaluation.score("IROF", cfg(), net, x, y, baselines.explainer("Saliency", net))
     assert good.shape == (3,) and np.isfinite(good).all()
 
 
@@ -187,20 +188,39 @@ def negative_maps(model=None, inputs=None, targets=None, **kwargs):
 
 
 def test_all_negative_raw_maps_score_nan_instead_of_stopping(lenet_batch):
-    from causal_interp.evaluation import score
+    from causal_interp.evaluation import metric, run_metric
 
     model, x, y, cfg = lenet_batch
-    out = score("LE", "paper", cfg, model, x, y, negative_maps)
+    out = run_metric(metric("LE", cfg), "LE", model, x, y, negative_maps, cfg.seed, cfg.batch_size)   # raw maps
     assert out.shape == (3,) and np.isnan(out).all()
 
 
-def test_uniform_setting_scores_all_negative_maps_as_their_absolute_values(lenet_batch):
-    """Under `uniform` normalisation a map and its negation are the same |a| / max|a| map, so they score alike."""
+def test_the_fair_protocol_scores_all_negative_maps_as_their_absolute_values(lenet_batch):
+    """Under the fair protocol a map and its negation are the same |a| / max|a| map, so they score alike."""
     from causal_interp.evaluation import score
 
     model, x, y, cfg = lenet_batch
     for met in ("LE", "IROF"):
-        neg = score(met, "uniform", cfg, model, x, y, negative_maps)
-        pos = score(met, "uniform", cfg, model, x, y, positive_maps)
+        neg = score(met, cfg, model, x, y, negative_maps)
+        pos = score(met, cfg, model, x, y, positive_maps)
         assert np.isfinite(neg).all()
         np.testing.assert_array_equal(neg, pos)
+
+
+def test_map_layers_name_the_causal_methods_and_bad_layer_lists_stop_early():
+    c = cfg(layers={"m": ["layer2", "layer4"], "n": "conv2"})
+    assert c.map_layers("m") == ["layer2", "layer4"] and c.map_layers("n") == ["conv2"] and c.map_layers("o") == [None]
+    assert [evaluation.causal_name(l, i == 0) for i, l in enumerate(c.map_layers("m"))] == ["Causal", "Causal @ layer4"]
+    for bad in ([], ["a", "a"], [1], {"a": 1}):
+        with pytest.raises(ConfigError, match="layers.m"):
+            cfg(layers={"m": bad})
+
+
+def test_evaluate_method_scores_both_metrics_once_and_resumes_from_its_file(tiny, tmp_path):
+    net, x, y = tiny
+    c = cfg(le_samples=2)
+    out = evaluation.evaluate_method("Saliency", baselines.explainer("Saliency", net), c, net, x, y, tmp_path / "s.json")
+    assert set(out) == {"seconds", *evaluation.METRICS} and all(len(out[m]) == len(x) for m in evaluation.METRICS)
+    never = lambda **kw: (_ for _ in ()).throw(AssertionError("recomputed"))
+    again = evaluation.evaluate_method("Saliency", never, c, net, x, y, tmp_path / "s.json")
+    assert again == out

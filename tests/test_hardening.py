@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from causal_interp import baselines, discovery, evaluation, masking, reliability
+from causal_interp import baselines, discovery, evaluation, masking, per_example, reliability
 from causal_interp.discovery import ClassGraph, discover_all, discover_class_graph
 from causal_interp.interventions import NonFiniteError
 from causal_interp.models import LeNet, evaluating
@@ -54,8 +54,8 @@ def test_non_finite_inputs_stop_reliability_masking_and_evaluation():
     y = net(x).argmax(1)
     with pytest.raises(NonFiniteError, match=r"masking: accuracy: 1 of 60 examples \(classes \[.\]\)"):
         masking.accuracy(net, x_bad, y)
-    with pytest.raises(NonFiniteError, match="correction of an example of class 0"):
-        masking.correction_masks(net, x_bad[2:3], 0)
+    with pytest.raises(NonFiniteError, match="per-example graph of class 0"):
+        per_example.example_graph(net, x_bad[2:3], 0)
     model, xl = lenet_and_digits(3)
     xl[1, 0, 0, 0] = float("inf")
     cfg = evaluation.EvaluationConfig(models=["m"], le_samples=2)
@@ -64,7 +64,7 @@ def test_non_finite_inputs_stop_reliability_masking_and_evaluation():
         raise AssertionError("must not be called")
 
     with pytest.raises(NonFiniteError, match=r"LE of Saliency: 1 of 3 examples \(classes \[2\]\)"):
-        evaluation.score("LE", "uniform", cfg, model, xl.numpy(), np.array([1, 2, 3]), Saliency)
+        evaluation.score("LE", cfg, model, xl.numpy(), np.array([1, 2, 3]), Saliency)
 
 
 def test_identical_examples_give_flagged_degenerate_tests_not_infinities(tmp_path):
@@ -150,12 +150,12 @@ def test_every_entry_point_hands_the_model_back_as_it_came():
     n = {lg.layer: lg.n_parents for lg in g.layers}
     with masking.masked(model, masking.fidelity_masks(g, 0.5, "critical"), n):
         masking.accuracy(model, x, y)
-    masking.correction_masks(model, x[:1], k)
+    per_example.correct(model, x[:1], k, 0, n, "kl", 2, 0)
     assert_as_it_came(model, before)
     cfg = evaluation.EvaluationConfig(models=["m"], le_samples=2)
     xs, ys = x[y == k][:2].numpy(), y[y == k][:2].numpy()
     evaluation.CausalExplainer(model, {k: g}, "conv")(model, xs, ys)
-    evaluation.score("LE", "uniform", cfg, model, xs, ys, baselines.explainer("Saliency", model))
+    evaluation.score("LE", cfg, model, xs, ys, baselines.explainer("Saliency", model))
     assert_as_it_came(model, before)
 
 

@@ -4,10 +4,11 @@ The causal method is a Quantus explanation function (`CausalExplainer`): for an 
 class-k graph, computes the causal responses (eq. 3) of the graph's nodes at one layer and aggregates them into
 a map at the input size. The same Quantus metric object then scores it and every baseline.
 
-Two normalisation settings are reported:
-- `uniform`: every method's map goes through the same per-example |a| / max|a| (`abs_max`, applied before Quantus
-  sees the map, because Quantus refuses all-negative raw maps before it would normalise them);
-- `paper`: as in the authors' code, only the causal maps are abs-normalised, the baselines are scored raw.
+Every method is scored under one fair protocol: every map goes through the same per-example |a| / max|a| (`abs_max`,
+applied before Quantus sees the map, because Quantus refuses all-negative raw maps before it would normalise them), the
+same seeded perturbations, examples from the evaluation half, IROF as the area over the curve, RISE masks drawn afresh
+per call. The authors' own conventions (raw baselines, L1/L2 numerators, area under the curve) are emulated apart, in
+`protocols.py` (stage `authors_protocol`), against their published LeNet numbers.
 """
 from __future__ import annotations
 
@@ -26,12 +27,7 @@ from .interventions import TracedModel, check_finite
 from .models import evaluating
 from .progress import progress
 
-SETTINGS = ("uniform", "paper")
 METRICS = ("LE", "IROF")
-# The authors' published LeNet/MNIST medians (../shared/METHOD.md); IROF causal is read off their figure.
-PUBLISHED_LENET = {"LE": {"Causal": 0.26, "IntegratedGradients": 1.62, "GradientShap": 1.93, "InputXGradient": 1.95,
-                          "Saliency": 3.28},
-                   "IROF": {"Causal": 38.0}}
 
 
 @dataclass
@@ -39,7 +35,7 @@ class EvaluationConfig:
     """params.yaml section `evaluate_explanations`."""
 
     models: list
-    layers: dict = field(default_factory=dict)          # {model stage: layer whose graph nodes make the causal map}
+    layers: dict = field(default_factory=dict)          # {model stage: map layer, or a list of them (first: "Causal")}
     examples_per_class: dict | int = 10                 # int, or {model stage: int}
     classes: list | None = None                         # null: every class with a graph
     correct_only: bool = True                           # explain only correctly classified evaluation examples
@@ -78,6 +74,11 @@ class EvaluationConfig:
                 fail(f"examples_per_class has no entry for {m}")
             if self.per_class(m) < 1:
                 fail(f"examples_per_class must be >= 1 for {m}")
+        for m, spec in self.layers.items():
+            names = [spec] if isinstance(spec, str) else spec
+            if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names) \
+                    or len(set(names)) < len(names):
+                fail(f"layers.{m} must be a layer name or a list of distinct layer names, got {spec!r}")
         if self.irof_baseline not in ("mean", "black", "white", "uniform"):
             fail(f"irof_baseline must be mean, black, white or uniform, got {self.irof_baseline!r}")
         if self.irof_segmentation not in ("slic", "felzenszwalb"):
@@ -88,6 +89,17 @@ class EvaluationConfig:
         if isinstance(self.examples_per_class, dict):
             return int(self.examples_per_class[model])
         return int(self.examples_per_class)
+
+    def map_layers(self, model: str) -> list[str | None]:
+        """The map layers asked for `model` (None: the default of `map_layer`); the first one makes "Causal"."""
+        spec = self.layers.get(model)
+        return [spec] if spec is None or isinstance(spec, str) else list(spec)
+
+
+def causal_name(layer: str, first: bool) -> str:
+    """The method name of the causal maps from `layer`: "Causal" for the model's first map layer, else
+    "Causal @ <layer>" (scored and judged like "Causal", against the baselines only)."""
+    return "Causal" if first else f"Causal @ {layer}"
 
 
 class CausalExplainer:
@@ -142,8 +154,8 @@ def abs_max(a: np.ndarray) -> np.ndarray:
 
 
 class Cached:
-    """Memoises an explanation function by (inputs, targets) bytes, so the two normalisation settings and both
-    metrics reuse one computation of each explanation (Quantus' perturbations are reproduced by seeding)."""
+    """Memoises an explanation function by (inputs, targets) bytes, so that both metrics reuse one computation of each
+    explanation (Quantus' perturbations are reproduced by seeding)."""
 
     def __init__(self, fn, bar=None):
         self.fn, self.store, self.calls, self.bar = fn, {}, 0, bar
@@ -184,20 +196,13 @@ def replace_segment(arr: np.ndarray, mask: np.ndarray, **kwargs) -> np.ndarray:
     return baseline_replacement_by_mask(arr=arr, mask=np.broadcast_to(mask, arr.shape), **kwargs)
 
 
-def score(name: str, setting: str, cfg: EvaluationConfig, model: nn.Module, x: np.ndarray, y: np.ndarray,
-          explain) -> np.ndarray:
-    """Per-example scores of one method: one Quantus metric call, with numpy's global RNG (Quantus' noise)
-    seeded from `cfg.seed` so that every method sees the same perturbations.
-
-    In the `uniform` setting the maps are handed to Quantus as |a| / max|a| (`normalised`). Quantus checks the
-    maps it gets and refuses a batch that is all negative, which its own normalise + abs would come too late
-    for: this way a map of negative responses (e.g. a conv without a ReLU after it) is scored like any other. In
-    the `paper` setting raw baselines may still be all negative: their examples score NaN (left out of the
-    medians) instead of stopping the stage."""
-    if setting not in SETTINGS:
-        raise ValueError(f"unknown normalisation setting {setting!r}; choose from {SETTINGS}")
-    if setting == "uniform":
-        explain = normalised(explain)
+def score(name: str, cfg: EvaluationConfig, model: nn.Module, x: np.ndarray, y: np.ndarray, explain) -> np.ndarray:
+    """Per-example scores of one method under the fair protocol: one Quantus metric call on the maps as
+    |a| / max|a| per example (`normalised`), with numpy's global RNG (Quantus' noise) seeded from `cfg.seed` so that
+    every method sees the same perturbations. Quantus checks the maps it gets and refuses a batch that is all
+    negative, which its own normalise + abs would come too late for: this way a map of negative responses (e.g. a
+    conv without a ReLU after it) is scored like any other."""
+    explain = normalised(explain)
     return np.asarray(run_metric(metric(name, cfg), f"{name} of {getattr(explain, '__name__', 'a method')}", model, x, y,
                                  explain, cfg.seed, cfg.batch_size), dtype=float)
 
@@ -277,9 +282,9 @@ def pick_examples(setup, classes: list[int], per_class: int, correct_only: bool,
 
 def evaluate_method(name: str, explain, cfg: EvaluationConfig, model: nn.Module, x: np.ndarray, y: np.ndarray,
                     cache_file=None, desc: str = "") -> dict:
-    """Scores of one method: {"seconds": s, "<setting>/<metric>": [per-example scores]} for both settings and
-    metrics. The explanations are computed once (`Cached`); in the `paper` setting only the causal maps are
-    abs-normalised. With `cache_file`, a finished method is stored and reused, so an interrupted stage resumes."""
+    """Scores of one method: {"seconds": s, "<metric>": [per-example scores]} for both metrics, under the fair
+    protocol (`score`). The explanations are computed once (`Cached`). With `cache_file`, a finished method is stored
+    and reused, so an interrupted stage resumes."""
     import json
     import time
     from pathlib import Path
@@ -290,10 +295,8 @@ def evaluate_method(name: str, explain, cfg: EvaluationConfig, model: nn.Module,
     bar = progress(total=len(x) * (cfg.le_samples + 1), desc=f"{desc}{name}", unit="map")
     cached = Cached(explain, bar)
     result, t0 = {}, time.perf_counter()
-    for setting in SETTINGS:
-        fn = normalised(cached) if setting == "paper" and name == "Causal" else cached
-        for met in METRICS:
-            result[f"{setting}/{met}"] = score(met, setting, cfg, model, x, y, fn).tolist()
+    for met in METRICS:
+        result[met] = score(met, cfg, model, x, y, cached).tolist()
     result["seconds"] = time.perf_counter() - t0
     bar.close()
     if cache_file is not None:

@@ -144,7 +144,7 @@ def validate_params(params_file: str | Path = REPO / "params.yaml", profile: str
 
 
 def check_against_models(section: str, values: dict, models: Path) -> None:
-    """Class indices of a stage's section (`classes`, `figure_class`, `correction_true/predicted`) against the
+    """Class indices of a stage's section (`classes`, `figure_class`) against the
     number of classes of the trained models it names, read from the model files that exist already."""
     from .discovery import check_classes
     from .models import model_info
@@ -157,8 +157,6 @@ def check_against_models(section: str, values: dict, models: Path) -> None:
             continue                      # not trained yet: the notebook checks once it is
         k = model_info(path)["num_classes"]
         wanted = {"classes": values.get("classes") or [], "figure_class": [values.get("figure_class", 0)]}
-        if values.get("correction_model") == m:
-            wanted["correction_true/predicted"] = [values.get("correction_true", 0), values.get("correction_predicted", 0)]
         for key, indices in wanted.items():
             try:
                 check_classes([c for c in indices if isinstance(c, int)], k)

@@ -28,6 +28,7 @@ from . import baselines, discovery, evaluation
 from .config import bounded
 from .interventions import Intervention
 from .models import evaluating
+from .progress import progress
 
 PASS_BELOW, FAIL_ABOVE = 0.5, 0.9
 CHECKS = {"random_logit": "the map for the true class differs from the map for a random other class (SSIM)",
@@ -109,11 +110,16 @@ class Rediscovering:
         self.x, self.y, self.classes, self.n, self.test, self.layer, self.alpha = x, y, list(classes), n, test, layer, alpha
 
     def graphs(self, model: nn.Module) -> dict:
+        """The class graphs of `model`, with a progress bar (a ResNet18's take minutes)."""
         out = {}
+        bar = progress(total=len(self.classes) * len(discovery.layer_chain(model)), desc="rediscovering graphs",
+                       unit="layer")
         with evaluating(model):
             for k in self.classes:
                 idx = discovery.class_examples(model, self.x, self.y, k, self.n, correct_only=False)
-                out[k] = discovery.discover_class_graph(model, self.x[idx], k, None, Intervention(), self.test, self.alpha)
+                out[k] = discovery.discover_class_graph(model, self.x[idx], k, None, Intervention(), self.test, self.alpha,
+                                                        bar=bar)
+        bar.close()
         return out
 
     def __call__(self, model: nn.Module):
