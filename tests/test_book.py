@@ -81,7 +81,7 @@ def test_the_built_book_works_offline_in_a_headless_browser(tmp_path):
 def test_a_stage_pattern_takes_only_the_matching_summary_rows(tmp_path):
     reports = fake_reports(tmp_path)
     (reports / "reliability" / "summary" / "fig8-kit.json").write_text(json.dumps(
-        {"what": "LE", "ours": 0.5, "paper": None, "verdict": "holds for every seed"}))
+        {"what": "LE", "ours": 0.5, "paper": None, "verdict": "holds (every seed)"}))
     assert [r["what"] for r in book.summary_rows(reports, "reliability:fig8-*")] == ["LE"]
     assert len(book.summary_rows(reports, "reliability")) == 2
 
@@ -103,11 +103,16 @@ def test_every_class_graph_gets_an_interactive_page(tmp_path):
     assert "[class 3](graphs/train_lenet-paired-class_3.html)" in book.explorer_page(pages)
 
 
-def test_headline_rows_gather_verdicts_and_published_numbers_and_replace_old_files(tmp_path):
+def test_headline_rows_gather_verdicts_and_published_numbers_less_the_sub_numbers_and_replace_old_files(tmp_path):
     reports = fake_reports(tmp_path)
     for stage, name, row in [("reliability", "b", {"what": "no verdict, no paper number", "ours": 3.0}),
                              ("train_lenet", "train_lenet", {"what": "test accuracy", "ours": 0.98, "verdict": None}),
-                             ("metric_agreement", "m-robustness", {"what": "ranks", "ours": 2.0, "verdict": "holds"})]:
+                             ("metric_agreement", "m-robustness", {"what": "ranks", "ours": 2.0, "verdict": "holds"}),
+                             ("repair", "m-false-positive-rate", {"what": "FPR", "ours": 0.4, "verdict": "bias"}),
+                             ("repair", "m-class", {"what": "class accuracy", "ours": 0.9, "verdict": "bias"}),
+                             ("lenet_verdicts", "fig11-floor", {"what": "seeds", "ours": 0.0, "verdict": "holds"}),
+                             ("evaluate_explanations", "resnet-layer4.1.conv2-LE", {"what": "LE", "ours": 0.1, "verdict": "holds"}),
+                             ("evaluate_explanations", "resnet-LE", {"what": "LE", "ours": 0.2, "verdict": "holds"})]:
         (reports / stage / "summary").mkdir(parents=True, exist_ok=True)
         (reports / stage / "summary" / f"{name}.json").write_text(json.dumps({"paper": None, "verdict": None, **row}))
     params = tmp_path / "params.yaml"
@@ -116,8 +121,9 @@ def test_headline_rows_gather_verdicts_and_published_numbers_and_replace_old_fil
     (reports / "summary" / "stale.json").write_text("{}")
     folder = book.write_headlines(reports, params)
     got = {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")}
-    assert got == {"training-train_lenet": {"ours": 0.98, "paper": None, "verdict": None},
-                   "fig07-reliability-a": {"ours": 0.61234, "paper": 0.98, "verdict": "does not hold"},
+    assert got == {"fig07-reliability-a": {"ours": 0.61234, "paper": 0.98, "verdict": "does not hold"},
+                   "fig08-evaluate_explanations-resnet-LE": {"ours": 0.2, "paper": None, "verdict": "holds"},
+                   "fig11-repair-m-class": {"ours": 0.9, "paper": None, "verdict": "bias"},
                    "beyond-metric_agreement-m-robustness": {"ours": 2.0, "paper": None, "verdict": "holds"}}
     assert not (reports / ".summary.new").exists() and not (reports / ".summary.old").exists()
 
@@ -131,13 +137,13 @@ def test_the_default_test_paragraph_names_the_verdicts_that_change_with_the_grap
             for p, s in (("kit", [30, 50, 16, 6, 1]), ("floor", [14, 11, 9, 5, 1]), ("authors", [8, 2, 14, 5, 1]))]
     (reports / "lenet_verdicts" / "metrics.json").write_text(json.dumps({"settings": {"le_class": 3}, "rows": rows}))
     (reports / "lenet_verdicts" / "stability.csv").write_text(
-        "figure,protocol,verdict across seeds\n7,kit,holds for every seed\n7,floor,does not hold for every seed\n"
-        "7,authors,does not hold for every seed\n10,kit,holds for every seed\n10,floor,holds for every seed\n"
-        "10,authors,holds for every seed\n")
+        "figure,protocol,verdict across seeds\n7,kit,holds (every seed)\n7,floor,does not hold (every seed)\n"
+        "7,authors,does not hold (every seed)\n10,kit,holds (every seed)\n10,floor,holds (every seed)\n"
+        "10,authors,holds (every seed)\n")
     (reports / "authors_protocol" / "metrics.json").write_text(json.dumps(
         {"graph_sizes": {"authors' committed graph": {"fc3": 13, "fc2": 8, "fc1": 8, "conv2": 3}}}))
     text = book.default_test_markdown(reports)
     assert "keeps 102 necessary parents over these layers, the authors' committed graph 32" in text
     assert "the verdicts of fig. 7 change" in text
-    assert "| paired test (the default) | 30 / 50 / 16 / 6 | holds for every seed | holds for every seed |" in text
+    assert "| paired test (the default) | 30 / 50 / 16 / 6 | holds (every seed) | holds (every seed) |" in text
     assert "| the authors' committed graph | 13 / 8 / 8 / 3 | | |" in text

@@ -78,8 +78,8 @@ def row_text(row: dict) -> str:
 def index_page(reports: Path, pages: dict[str, str]) -> str:
     """Markdown of the index: one table row per paper figure. `pages`: stage -> page file of its notebook."""
     lines = ["# Causal Analysis for Robust Interpretability of Neural Networks: the replication report", "",
-             "One row per figure of the paper. *Our numbers* are each stage's headline rows (`summary/*.json`; those "
-             "with a verdict or a published number are also what `dvc metrics show` prints); every verdict is worded as in the stage's notebook, which shows the figure, the "
+             "One row per figure of the paper. *Our numbers* are each stage's summary rows (`summary/*.json`; the "
+             "headlines among them, all but those `book.NOT_HEADLINES` names, are what `dvc metrics show` prints); every verdict is worded as in the stage's notebook, which shows the figure, the "
              "protocol and the criterion. Thumbnails come from the first stage named.", "",
              "| figure | | the paper | our numbers and verdicts | notebooks |", "|---|---|---|---|---|"]
     for fig in FIGURES:
@@ -184,19 +184,37 @@ def result_groups(params_file: Path = REPO / "params.yaml") -> list[tuple[str, s
              BEYOND_THE_PAPER)]
 
 
+# Rows that stay in their stage's summary and the README but are not headlines (`dvc metrics show`): the headlines are
+# one row per claim and model under the pipeline's defaults, the authors'-protocol reproduction of fig. 8 (LeNet digit 3,
+# as published, under both protocols), the LeNet verdicts across training seeds on the default and on the authors'
+# graphs, the earlier paper's claims and the checks beyond the paper.
+NOT_HEADLINES = (
+    "training-*",                                    # accuracies: context, not claims (each training stage's summary)
+    "fig08-evaluate_explanations-train_lenet-*",     # LeNet's fig. 8 headline is authors_protocol's digit 3, as published
+    "fig08-evaluate_explanations-*-*.*-*",           # a second map layer's rows (its name has a dot: layer4.1.conv2)
+    "fig09-arch_evaluate-*-*.*-*",
+    "*-lenet_verdicts-*-floor",                      # the effect-size-floor graphs: a third protocol, in lenet_verdicts
+    "fig10-arch_fidelity-*", "fig11-arch_repair-*",  # the architectures' figs. 10-11: the kit's extension, in its stages
+    "fig11-*-all-classes", "fig11-*-false-positive-rate",   # the bias numbers beside fig. 11's class accuracy
+)
+
+
 def headline_rows(reports: Path, params_file: Path = REPO / "params.yaml") -> dict[str, dict]:
     """The report's headline numbers, `{file name: {ours, paper, verdict}}` for `reports/summary/` (the pipeline's only
-    `dvc metrics` file set): the trained models' accuracy, then every summary row of a paper figure's stages that
-    carries a verdict or a published number, then the earlier paper's and the checks beyond the paper. The file name says
-    what the number is (figure, stage, row); the words of the verdict are the stage's own."""
+    `dvc metrics` file set): every summary row of a paper figure's stages that carries a verdict or a published number,
+    then the earlier paper's and the checks beyond the paper, less the rows `NOT_HEADLINES` keeps in their stages. The
+    file name says what the number is (figure, stage, row); the words of the verdict are the stage's own."""
+    from fnmatch import fnmatchcase
+
     groups = [(key, spec) for key, _, stages in result_groups(params_file) for spec in stages]
     out = {}
     for head, spec in groups:
         stage, _, pattern = spec.partition(":")
         for p in sorted((reports / stage / "summary").glob(f"{pattern or '*'}.json")):
             row = json.loads(p.read_text())
-            if head == "training" or row.get("verdict") or row.get("paper") is not None:
-                name = f"{head}-{stage}" if p.stem == stage else f"{head}-{stage}-{p.stem}"
+            name = f"{head}-{stage}" if p.stem == stage else f"{head}-{stage}-{p.stem}"
+            if (row.get("verdict") or row.get("paper") is not None) and not any(
+                    fnmatchcase(name, pat) for pat in NOT_HEADLINES):
                 out[name] = {k: row.get(k) for k in HEADLINE_KEYS}
     return out
 

@@ -185,13 +185,14 @@ def le_examples(model, halves, pcfg: protocols.ProtocolConfig):
 
 
 def stability(outcomes: pd.DataFrame) -> pd.DataFrame:
-    """Per figure and graph protocol: the outcome for every seed, and whether it is the same for all seeds."""
+    """Per figure and graph protocol: the outcome for every seed, and whether it is the same for all seeds ("holds
+    (every seed)"; "does not hold (every seed)" never reads as "not for every seed")."""
     rows = []
     for (fig, protocol), d in outcomes.groupby(["figure", "protocol"], sort=False):
         seeds = dict(zip(d.seed, d.outcome))
         same = len(set(seeds.values())) == 1
         rows.append({"figure": fig, "protocol": protocol, **{f"seed {s}": o for s, o in seeds.items()},
-                     "verdict across seeds": (f"{next(iter(seeds.values()))} for every seed" if same else
+                     "verdict across seeds": (f"{next(iter(seeds.values()))} (every seed)" if same else
                                               "flips with the seed: " + "; ".join(f"seed {s} {o}" for s, o in seeds.items()))})
     return pd.DataFrame(rows)
 
