@@ -180,7 +180,7 @@ for (m, metric), ax in g.axes_dict.items():
     ax.set_xlabel(""); ax.set_ylabel("Local Lipschitz Estimate" if metric == "LE" else "IROF")
     plotting.slanted_labels(ax)
 g.figure.suptitle(f"Figure {fig_no}: every method on every model, fair protocol", y=1.02)
-plotting.save(g.figure, figs / f"fig{fig_no}_fair.png")
+plotting.save(g.figure, figs / f"fig{fig_no}_fair.png");   # the ; keeps the returned path out of the report
 
 # %% [markdown]
 # ## Medians with bootstrap 95% intervals
