@@ -2,6 +2,7 @@
 #   make repro   set up the environment, fetch and verify the data, run the whole pipeline (dvc repro)
 #   make test    set up the environment, run the tests (what .ci/run calls)
 #   make smoke   every stage of dvc.yaml on tiny subsets of the real data, into .cache/smoke (reports/ untouched)
+#   make paper   every stage at the paper's sizes (profiles.paper), into runs/paper (reports/ untouched; weeks on a CPU)
 # All of them create and reuse a virtual environment in .venv (pip; torch 2.14.1 / torchvision 0.29.1).
 VENV   ?= .venv
 PYTHON ?= python3
@@ -13,7 +14,7 @@ REPAIR ?=
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup data repro test test-book smoke notebooks readme
+.PHONY: setup data repro test test-book smoke paper notebooks readme
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +42,9 @@ test-book: setup
 
 smoke: data
 	$(BIN)/python -m causal_interp.pipeline --all --profile smoke --root .cache/smoke
+
+paper: data
+	$(BIN)/python -m causal_interp.pipeline --all --profile paper --root runs/paper
 
 # the README's results block, from the committed reports' summary rows
 readme: setup

@@ -1,6 +1,7 @@
 """Shared fixtures: tiny datasets written in the real on-disk layouts (no download, no mirror needed)."""
 import gzip
 import struct
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,19 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = REPO.parent / "shared" / "datasets"
 
 torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_tmpdir(tmp_path_factory):
+    """Everything the tests and their subprocesses put in the temporary folder (Jupyter kernels' connection files and
+    socket folders, a killed stage's leftovers, DVC's and torch's scratch) goes to one folder, removed after the run:
+    `make test` leaves /tmp as it found it. pytest's own tmp_path folders stay where pytest keeps them (those of
+    failed tests are kept for reading)."""
+    tmp_path_factory.getbasetemp()
+    with tempfile.TemporaryDirectory(prefix="causal-tests-") as folder, pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TMPDIR", folder)
+        mp.setattr(tempfile, "tempdir", folder)
+        yield Path(folder)
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:

@@ -126,6 +126,43 @@ def test_pretrained_without_network_is_one_line(tmp_path, monkeypatch, capsys):
                            "are not in the local cache and HF_HUB_OFFLINE is set")
 
 
+def test_bf16_is_flagged_only_on_a_cpu_that_emulates_it(tmp_path):
+    def cpuinfo(flags):
+        (tmp_path / "cpuinfo").write_text(f"processor\t: 0\nflags\t\t: fpu sse2 avx2 {flags}\n\n")
+        return tmp_path / "cpuinfo"
+
+    assert pipeline.cpu_native_bf16(cpuinfo("")) is False
+    assert pipeline.cpu_native_bf16(cpuinfo("avx512f avx512_bf16")) is True
+    assert pipeline.cpu_native_bf16(cpuinfo("amx_tile amx_bf16")) is True
+    assert pipeline.cpu_native_bf16(tmp_path / "absent") is None
+    params = config.load_params(REPO / "params.yaml")
+    line = pipeline.precision_warning(params, native_bf16=False)
+    bf16 = [s for s, v in params.items() if isinstance(v, dict) and v.get("bf16")]
+    assert bf16 and line.startswith(f"warning: bf16: true in {', '.join(bf16)} on a CPU without native bf16")
+    assert "set bf16: false" in line and "\n" not in line
+    assert pipeline.precision_warning(params, native_bf16=True) is None
+    assert pipeline.precision_warning(params, native_bf16=None) is None
+    smoke = config.load_params(REPO / "params.yaml", "smoke")
+    assert pipeline.precision_warning(smoke, native_bf16=False) is None, "smoke-size training is too short to matter"
+
+
+def test_a_training_stage_and_the_check_warn_once_about_emulated_bf16(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(pipeline, "cpu_native_bf16", lambda: False)
+    assert pipeline.main(["--check"]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: bf16")]
+    assert len(warned) == 1 and "finetune_cifar10" in warned[0]
+    params = bad(tmp_path, lambda p: p["finetune_cifar10"].update(pretrained=True))   # stops before any training
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for cache in ("HF_HOME", "HF_HUB_CACHE", "TORCH_HOME"):
+        monkeypatch.setenv(cache, str(tmp_path / cache))
+    assert pipeline.main(["finetune_cifar10", "notebooks/train.ipynb", "--params", str(params),
+                          "--root", str(tmp_path / "o")]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert [line.split(" on a CPU")[0] for line in err if line.startswith("warning:")] == \
+        ["warning: bf16: true in finetune_cifar10"]
+    assert err[-1].startswith("error: finetune_cifar10: finetune_cifar10.pretrained:")
+
+
 def test_smoke_profile_cannot_write_into_the_committed_reports_or_models(tmp_path, capsys):
     code, last = main(capsys, "train_lenet", "notebooks/train.ipynb", "--profile", "smoke")
     assert code == 2 and "would overwrite the committed reports/ or models/" in last
@@ -320,10 +357,15 @@ def test_dvc_repro_runs_a_stage_and_a_killed_rerun_keeps_its_report(tmp_path, fa
 
 
 def test_a_signal_to_the_runner_alone_interrupts_its_kernel():
-    """`kill PID` of the runner (not of its process group) must stop the running cell too, not wait for its end."""
-    child = subprocess.Popen([sys.executable, "-c", "import time\ntry:\n    time.sleep(60)\nexcept KeyboardInterrupt:\n"
-                              "    raise SystemExit(7)"])
-    time.sleep(1.0)
+    """`kill PID` of the runner (not of its process group) must stop the running cell too, not wait for its end.
+    The child stands in for a kernel running a cell, which has Python's SIGINT handler installed even when it was
+    started with SIGINT ignored (a shell's `&`), and says when it is ready."""
+    child = subprocess.Popen([sys.executable, "-c", "import signal, sys, time\n"
+                              "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+                              "try:\n    print('ready', flush=True)\n    time.sleep(60)\n"
+                              "except KeyboardInterrupt:\n    raise SystemExit(7)"],
+                             stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "ready"
     pipeline.KERNELS.add(child.pid)
     try:
         with pytest.raises(KeyboardInterrupt):

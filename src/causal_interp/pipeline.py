@@ -164,6 +164,34 @@ def check_against_models(section: str, values: dict, models: Path) -> None:
                 raise config.ConfigError(f"{section}.{key}: {e} for {m}") from None
 
 
+NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")     # /proc/cpuinfo flags of CPUs that compute in bf16 natively
+
+
+def cpu_native_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool | None:
+    """Whether this CPU computes bf16 natively (AMX or AVX-512 BF16); None where /proc/cpuinfo cannot tell (not Linux).
+    Without it, torch emulates bf16 and autocast training runs several times slower than float32
+    (`benchmarks/training_precision.py` measures both)."""
+    try:
+        flags = next(line.split(":", 1)[1].split() for line in Path(cpuinfo).read_text().splitlines()
+                     if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return None
+    return any(f in flags for f in NATIVE_BF16_FLAGS)
+
+
+def precision_warning(sections: dict, native_bf16: bool | None) -> str | None:
+    """One warning line naming the full-size training sections (of `sections`: name -> values) with `bf16: true`, on a
+    CPU without native bf16; None when there are none. Smoke-size runs (`train_subset` set) are too short to matter."""
+    slow = [name for name, values in sections.items() if native_bf16 is False and isinstance(values, dict)
+            and values.get("bf16") and not values.get("train_subset")]
+    if not slow:
+        return None
+    return (f"warning: bf16: true in {', '.join(slow)} on a CPU without native bf16 (no "
+            f"{' or '.join(NATIVE_BF16_FLAGS)} in /proc/cpuinfo): torch emulates bf16 here and training runs several "
+            f"times slower than in float32 (reports/benchmarks/training_precision.json); set bf16: false there for "
+            f"speed (the trained models then differ from the committed run's, as they do on any other CPU)")
+
+
 def stage_parameters(stage: str, params: dict, reports: Path, models: Path, checkpoints: Path,
                      staging: Path) -> dict:
     """The papermill parameters of `stage` (see the module docstring); paths are absolute."""
@@ -295,6 +323,9 @@ def run_stage(stage: str, notebook: str | Path, profile: str = "default",
         config.data_config(params)
     if isinstance(params.get(stage), dict):
         check_against_models(stage, params[stage], models)
+    warning = precision_warning({stage: params.get(stage)}, cpu_native_bf16())
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     staging = reports / ".staging" / stage
     parameters = stage_parameters(stage, params, reports, models, Path(checkpoints).resolve(), staging)
     section = params[stage]
@@ -434,6 +465,9 @@ def main(argv=None) -> int:
             for name, values in params.items():     # class indices against the models trained so far
                 if isinstance(values, dict) and name not in TOP_LEVEL:
                     check_against_models(name, values, models)
+            warning = precision_warning(params, cpu_native_bf16())
+            if warning:
+                print(warning, file=sys.stderr)
             print(f"params.yaml ({args.profile} profile): ok")
             return 0
         if not (args.stage and args.notebook):
