@@ -1,7 +1,7 @@
 """How fast does each training stage train on this CPU, in float32 and with bf16 autocast?
 
     python benchmarks/training_precision.py [--batches 3] [--sections finetune_cifar10 arch_resnet18 ...]
-                                            [--out reports/benchmarks]
+                                            [--data-root DIR] [--out reports/benchmarks]
 
 For every training section of params.yaml (default profile: `train_lenet`, `finetune_cifar10` and the `architectures`),
 builds the model as its stage does and times `--batches` training batches of the section's size and resolution on
@@ -9,7 +9,8 @@ real data, once in float32 and once with bf16 autocast, after one warm-up batch 
 `history.epoch_seconds` is the loop's time without the test pass). Projects the minutes per epoch and per stage
 (the section's epochs, at the precision it sets). CPUs with AMX or AVX-512 BF16 compute bf16 natively and gain from
 autocast; elsewhere torch emulates it and training is several times slower: `python -m causal_interp.pipeline`
-warns then. Writes training_precision.json to --out; the data root is params.yaml's `data.root` (default data/).
+warns then. Writes training_precision.json to --out; the data root is params.yaml's `data.root` (default data/)
+unless --data-root names another (its files are then not checked against the published checksums).
 """
 from __future__ import annotations
 
@@ -46,18 +47,21 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batches", type=int, default=3, help="timed training batches per model and precision")
     p.add_argument("--sections", nargs="*", help="training sections of params.yaml (default: every one)")
+    p.add_argument("--data-root", help="another data root in the same layout (not checksum-verified)")
     p.add_argument("--out", default=str(REPO / "reports" / "benchmarks"))
     args = p.parse_args(argv)
     params = config.load_params(REPO / "params.yaml")
     sections = args.sections or ["train_lenet", "finetune_cifar10", *params.get("architectures", [])]
     data_cfg = config.data_config(params)
+    if args.data_root:
+        data_cfg = dataclasses.replace(data_cfg, root=args.data_root, verify=False)
     rows = []
     for section in sections:
         cfg = config.stage_config(params, section)
         n = cfg.batch_size * args.batches
         ds = data.load_dataset(cfg.dataset, data_cfg, cfg.image_size, train_subset=n, test_subset=cfg.batch_size,
                                seed=cfg.seed)
-        steps = -(-TRAIN_SIZE[cfg.dataset] // cfg.batch_size)
+        steps = -(-TRAIN_SIZE[cfg.dataset] // cfg.batch_size)     # batches in an epoch of the full training set
         t0 = time.perf_counter()
         row = {"section": section, "model": cfg.model, "image_size": cfg.image_size, "batch_size": cfg.batch_size,
                "epochs": cfg.epochs, "bf16_set": cfg.bf16, "batches_timed": args.batches}
