@@ -2,7 +2,7 @@
 #   make repro   set up the environment, fetch and verify the data, run the whole pipeline (dvc repro)
 #   make test    set up the environment, run the tests (what .ci/run calls)
 #   make smoke   every stage of dvc.yaml on tiny subsets of the real data, into .cache/smoke (reports/ untouched)
-#   make paper   every stage at the paper's sizes (profiles.paper), into runs/paper (reports/ untouched; weeks on a CPU)
+#   make paper   every stage at the paper's sizes (profiles.paper), into runs/paper (reports/ untouched; months on a CPU)
 # All of them create and reuse a virtual environment in .venv (pip; torch 2.14.1 / torchvision 0.29.1).
 VENV   ?= .venv
 PYTHON ?= python3

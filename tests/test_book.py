@@ -101,6 +101,21 @@ def test_every_class_graph_gets_an_interactive_page(tmp_path):
     html = (tmp_path / "site" / "graphs" / pages["train_lenet-paired-class_3"]).read_text()
     assert 'src="plotly.min.js"' in html and "mean effect -0.5" in html and (tmp_path / "site" / "graphs" / "plotly.min.js").stat().st_size > 1e6
     assert "[class 3](graphs/train_lenet-paired-class_3.html)" in book.explorer_page(pages)
+    again = graph_view.write_pages(files, tmp_path / "again")
+    assert (tmp_path / "again" / again["train_lenet-paired-class_3"]).read_bytes() == html.encode(), \
+        "the same graph gives the same page (the book's pages change only when their graphs do)"
+
+
+def test_the_book_is_dated_by_its_newest_stage_run(tmp_path):
+    import nbformat
+
+    times = ["2026-11-29T07:52:12.010216+00:00", "2026-11-29T09:52:12.5+02:00", "2026-11-30T01:00:00", None]
+    for i, end in enumerate(times):
+        nb = nbformat.v4.new_notebook(metadata={"papermill": {"end_time": end}})
+        nbformat.write(nb, str(tmp_path / f"{i}.ipynb"))
+    assert book.last_run(sorted(tmp_path.glob("*.ipynb"))) == 1796000400            # 2026-11-30 01:00 UTC
+    assert book.last_run([tmp_path / "0.ipynb", tmp_path / "1.ipynb"]) == 1795938732   # 07:52:12 UTC, both
+    assert book.last_run([tmp_path / "3.ipynb"]) == 0
 
 
 def test_headline_rows_gather_verdicts_and_published_numbers_less_the_sub_numbers_and_replace_old_files(tmp_path):

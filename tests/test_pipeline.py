@@ -1,6 +1,7 @@
 """The pipeline as a user drives it: params validation, the stage list `make smoke` runs, `dvc repro` itself,
 a killed stage that keeps its report, and data that never drifts silently."""
 import hashlib
+import io
 import os
 import shutil
 import signal
@@ -374,3 +375,21 @@ def test_a_signal_to_the_runner_alone_interrupts_its_kernel():
     finally:
         pipeline.KERNELS.discard(child.pid)
         child.kill()
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+@pytest.mark.parametrize("tty", [True, False])
+def test_progress_redraws_one_line_on_a_terminal_and_a_line_per_redraw_in_a_log(tmp_path, tty):
+    stream = _Terminal() if tty else io.StringIO()
+    log = tmp_path / "progress.log"
+    with pipeline.relay(log, stream, poll=0.01) as is_tty:
+        with open(log, "a", encoding="utf-8") as f:          # as tqdm writes: a carriage return before every redraw
+            f.write("\rtrain:  10%\rtrain:  50%\rtrain: 100%\n\rgraphs:   0%")
+    assert is_tty is tty
+    assert stream.getvalue() == ("\rtrain:  10%\rtrain:  50%\rtrain: 100%\n\rgraphs:   0%" if tty else
+                                 "train:  10%\ntrain:  50%\ntrain: 100%\ngraphs:   0%")
+    assert not log.exists()

@@ -9,6 +9,7 @@ from a CDN (mkdocs-jupyter highlights code itself), and notebook figures embedde
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 from .pipeline import REPO, dvc_stages
 from .reporting import ROOT_ENV, RUN_ALL_ENV
@@ -285,6 +287,17 @@ def explorer_page(pages: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def last_run(notebooks) -> int:
+    """When the newest of these executed notebooks finished (papermill's `end_time`), in seconds since 1970; 0 when
+    none says. The book's build date, so that the same reports build the same bytes."""
+    import nbformat
+
+    ends = [nbformat.read(str(nb), as_version=4).metadata.get("papermill", {}).get("end_time") for nb in notebooks]
+    times = [datetime.datetime.fromisoformat(e) for e in ends if e]
+    return max([int((t if t.tzinfo else t.replace(tzinfo=datetime.timezone.utc)).timestamp()) for t in times],
+               default=0)
+
+
 def build(reports: str | Path = REPO / "reports", out: str | Path | None = None, root: str | Path = REPO) -> Path:
     """Build the site into `out` (default reports/book), replacing it only when the build has succeeded."""
     from mkdocs.commands.build import build as mkdocs_build
@@ -325,7 +338,9 @@ def build(reports: str | Path = REPO / "reports", out: str | Path | None = None,
         config_file = Path(tmp) / "mkdocs.yml"
         config_file.write_text(json.dumps(cfg))            # JSON is YAML
         os.environ.setdefault("NO_MKDOCS_2_WARNING", "1")
-        mkdocs_build(load_config(str(config_file)))
+        built = {"SOURCE_DATE_EPOCH": os.environ.get("SOURCE_DATE_EPOCH") or str(last_run(docs.glob("*.ipynb")))}
+        with mock.patch.dict(os.environ, built):     # the pages' build date: when the newest stage ran, not now
+            mkdocs_build(load_config(str(config_file)))
         for extra in ("sitemap.xml", "sitemap.xml.gz", "404.html"):     # for web servers only
             (site / extra).unlink(missing_ok=True)
         out.parent.mkdir(parents=True, exist_ok=True)

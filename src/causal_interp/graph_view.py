@@ -63,7 +63,8 @@ def graph_figure(graph, max_nodes: int = 48, max_edges: int = 400):
 
 
 def write_pages(graph_files: dict[str, Path], out: Path) -> dict[str, str]:
-    """One HTML page per graph file ({name: json path}) under `out`, with plotly.js written once beside them.
+    """One HTML page per graph file ({name: json path}) under `out`, with plotly.js written once beside them; the
+    same graph files give the same bytes (the plot's element id is the page's name, not plotly's random one).
     Returns {name: page file name}."""
     from plotly.offline import get_plotlyjs
 
@@ -74,6 +75,7 @@ def write_pages(graph_files: dict[str, Path], out: Path) -> dict[str, str]:
     pages = {}
     for name, path in graph_files.items():
         page = f"{name}.html"
-        graph_figure(ClassGraph.load(path)).write_html(out / page, include_plotlyjs="plotly.min.js", full_html=True)
+        graph_figure(ClassGraph.load(path)).write_html(out / page, include_plotlyjs="plotly.min.js", full_html=True,
+                                                       div_id=f"graph-{name}")
         pages[name] = page
     return pages

@@ -27,11 +27,13 @@ import contextlib
 import difflib
 import fcntl
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -284,6 +286,46 @@ def _kernel_manager(socket_dir: Path, log: Path):
 KERNELS: set[int] = set()   # pids of the kernels this runner started: a signal to the runner interrupts them too
 
 
+@contextlib.contextmanager
+def relay(path: str | Path, stream=None, poll: float = 0.3):
+    """Copy what the kernel's progress bars (`progress.progress`) append to `path` onto `stream` (default: stderr)
+    until the block ends; yields whether `stream` is a terminal. On a terminal tqdm's carriage returns redraw one line
+    (the file is read with `newline=""`: Python's universal newlines would turn each one into a new line); elsewhere
+    (a CI log) each redraw becomes a line. (`progress.relay`, which did that translation, is superseded by this one and
+    goes with the next full re-run of the pipeline, whose every stage depends on progress.py.)"""
+    stream = stream or sys.stderr
+    path = Path(path)
+    path.write_text("")
+    tty = stream.isatty() if hasattr(stream, "isatty") else False
+    stop = threading.Event()
+
+    def pump():
+        last = "\n"
+        with open(path, encoding="utf-8", errors="replace", newline="") as f:
+            while True:
+                chunk = f.read()
+                if chunk and not tty:    # one line per redraw, no blank lines
+                    chunk = re.sub(r"\n+", "\n", (last + chunk).replace("\r", "\n"))[1:]
+                if chunk:
+                    stream.write(chunk)
+                    stream.flush()
+                    last = chunk[-1]
+                elif stop.is_set():
+                    return
+                else:
+                    time.sleep(poll)
+
+    thread = threading.Thread(target=pump, daemon=True)
+    thread.start()
+    try:
+        yield tty
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
 def notebook_cells(path: str | Path) -> list[tuple[str, str, tuple]]:
     """(cell type, source, tags) of every cell of a notebook or of its jupytext percent-format source."""
     import jupytext
@@ -359,11 +401,11 @@ def _execute(stage, notebook, parameters, staging, reports, models, show_progres
     (staging / "models").mkdir(parents=True, exist_ok=True)
     executed = out_dir / f"{stage}.ipynb"
     log = staging / "progress.log"
-    relay = progress.relay(log) if show_progress else contextlib.nullcontext(False)
+    relayed = relay(log) if show_progress else contextlib.nullcontext(False)
     sockets = Path(tempfile.mkdtemp(prefix="causal-kernel-"))   # short path: a socket's name is at most 107 bytes
     kernel_log = sockets / "kernel.log"
     try:
-        with relay as tty:
+        with relayed as tty:
             env = {progress.STAGE_ENV: stage, progress.ENV: str(log), progress.INTERVAL_ENV: "1" if tty else "30"}
             with mock.patch.dict(os.environ, env if show_progress else {}):    # the kernel inherits them
                 papermill.execute_notebook(str(notebook), str(executed), parameters=parameters, cwd=str(REPO),
