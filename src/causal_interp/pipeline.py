@@ -303,6 +303,7 @@ def relay(path: str | Path, stream=None, poll: float = 0.3):
         last = "\n"
         with open(path, encoding="utf-8", errors="replace", newline="") as f:
             while True:
+                done = stop.is_set()     # read once more after the block ends: nothing written before it is lost
                 chunk = f.read()
                 if chunk and not tty:    # one line per redraw, no blank lines
                     chunk = re.sub(r"\n+", "\n", (last + chunk).replace("\r", "\n"))[1:]
@@ -310,7 +311,7 @@ def relay(path: str | Path, stream=None, poll: float = 0.3):
                     stream.write(chunk)
                     stream.flush()
                     last = chunk[-1]
-                elif stop.is_set():
+                elif done:
                     return
                 else:
                     time.sleep(poll)
