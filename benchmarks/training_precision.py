@@ -1,13 +1,13 @@
 """How fast does each training stage train on this CPU, in float32 and with bf16 autocast?
 
     python benchmarks/training_precision.py [--batches 3] [--sections finetune_cifar10 arch_resnet18 ...]
-                                            [--data-root DIR] [--out reports/benchmarks]
+                                            [--profile paper] [--data-root DIR] [--out reports/benchmarks]
 
-For every training section of params.yaml (default profile: `train_lenet`, `finetune_cifar10` and the `architectures`),
+For every training section of params.yaml (`train_lenet`, `finetune_cifar10` and the `architectures`, in --profile),
 builds the model as its stage does and times `--batches` training batches of the section's size and resolution on
 real data, once in float32 and once with bf16 autocast, after one warm-up batch each (the kit's own training loop;
 `history.epoch_seconds` is the loop's time without the test pass). Projects the minutes per epoch and per stage
-(the section's epochs, at the precision it sets). CPUs with AMX or AVX-512 BF16 compute bf16 natively and gain from
+(the section's epochs, at the precision it sets) for MNIST and CIFAR-10, whose training sets have known sizes. CPUs with AMX or AVX-512 BF16 compute bf16 natively and gain from
 autocast; elsewhere torch emulates it and training is several times slower: `python -m causal_interp.pipeline`
 warns then. Writes training_precision.json to --out; the data root is params.yaml's `data.root` (default data/)
 unless --data-root names another (its files are then not checked against the published checksums).
@@ -47,10 +47,11 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batches", type=int, default=3, help="timed training batches per model and precision")
     p.add_argument("--sections", nargs="*", help="training sections of params.yaml (default: every one)")
+    p.add_argument("--profile", default="default", help="params.yaml profile (e.g. paper: the architectures at 224 px)")
     p.add_argument("--data-root", help="another data root in the same layout (not checksum-verified)")
     p.add_argument("--out", default=str(REPO / "reports" / "benchmarks"))
     args = p.parse_args(argv)
-    params = config.load_params(REPO / "params.yaml")
+    params = config.load_params(REPO / "params.yaml", args.profile)
     sections = args.sections or ["train_lenet", "finetune_cifar10", *params.get("architectures", [])]
     data_cfg = config.data_config(params)
     if args.data_root:
@@ -61,21 +62,24 @@ def main(argv=None) -> int:
         n = cfg.batch_size * args.batches
         ds = data.load_dataset(cfg.dataset, data_cfg, cfg.image_size, train_subset=n, test_subset=cfg.batch_size,
                                seed=cfg.seed)
-        steps = -(-TRAIN_SIZE[cfg.dataset] // cfg.batch_size)     # batches in an epoch of the full training set
+        size = TRAIN_SIZE.get(cfg.dataset)                          # None: no projection (e.g. an ImageNet folder)
+        steps = -(-size // cfg.batch_size) if size else None        # batches in an epoch of the full training set
         t0 = time.perf_counter()
         row = {"section": section, "model": cfg.model, "image_size": cfg.image_size, "batch_size": cfg.batch_size,
                "epochs": cfg.epochs, "bf16_set": cfg.bf16, "batches_timed": args.batches}
         for name, bf16 in (("float32", False), ("bf16", True)):
             s = seconds_per_batch(cfg, ds, bf16, args.batches)
             row[f"{name}_seconds_per_batch"] = s
-            row[f"{name}_epoch_minutes"] = s * steps / 60
+            row[f"{name}_epoch_minutes"] = s * steps / 60 if steps else None
         row["bf16_over_float32"] = row["bf16_seconds_per_batch"] / row["float32_seconds_per_batch"]
-        row["stage_training_minutes"] = row[f"{'bf16' if cfg.bf16 else 'float32'}_epoch_minutes"] * cfg.epochs
+        epoch = row[f"{'bf16' if cfg.bf16 else 'float32'}_epoch_minutes"]
+        row["stage_training_minutes"] = epoch * cfg.epochs if steps else None
         rows.append(row)
-        print(f"{section:24s} {cfg.model:18s} {cfg.image_size:4d} px  float32 {row['float32_epoch_minutes']:7.1f} "
-              f"min/epoch  bf16 {row['bf16_epoch_minutes']:7.1f} min/epoch  (x{row['bf16_over_float32']:.2f}; "
-              f"{time.perf_counter() - t0:.0f} s)", flush=True)
-    result = {"machine": {**training.machine(), "native_bf16": pipeline.cpu_native_bf16()},
+        print(f"{section:24s} {cfg.model:18s} {cfg.image_size:4d} px  float32 {row['float32_seconds_per_batch']:6.2f} "
+              f"s/batch  bf16 {row['bf16_seconds_per_batch']:6.2f} s/batch  (x{row['bf16_over_float32']:.2f}); "
+              + (f"{epoch:.1f} min/epoch as set" if steps else "no epoch projection") +
+              f"; {time.perf_counter() - t0:.0f} s", flush=True)
+    result = {"profile": args.profile, "machine": {**training.machine(), "native_bf16": pipeline.cpu_native_bf16()},
               "note": "epoch and stage minutes are projected from the timed batches (training loop only, no test "
                       "pass); the stage's own time adds its evaluation and reports",
               "sections": rows}

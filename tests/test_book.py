@@ -162,3 +162,18 @@ def test_the_default_test_paragraph_names_the_verdicts_that_change_with_the_grap
     assert "the verdicts of fig. 7 change" in text
     assert "| paired test (the default) | 30 / 50 / 16 / 6 | holds (every seed) | holds (every seed) |" in text
     assert "| the authors' committed graph | 13 / 8 / 8 / 3 | | |" in text
+
+
+def test_the_same_reports_build_the_same_book_dated_by_their_last_run(tmp_path):
+    import nbformat
+
+    reports = fake_reports(tmp_path)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# LeNet\n\ntrained.")],
+                                  metadata={"papermill": {"end_time": "2026-11-29T07:52:12.010216+00:00"}})
+    (reports / "train_lenet").mkdir()
+    nbformat.write(nb, str(reports / "train_lenet" / "train_lenet.ipynb"))
+    first, second = (book.build(reports, tmp_path / name) for name in ("first", "second"))
+    files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
+    assert all((first / f).read_bytes() == (second / f).read_bytes() for f in files)
+    assert "Build Date UTC : 2026-11-29 07:52:12+00:00" in (first / "index.html").read_text()

@@ -288,8 +288,9 @@ def explorer_page(pages: dict[str, str]) -> str:
 
 
 def last_run(notebooks) -> int:
-    """When the newest of these executed notebooks finished (papermill's `end_time`), in seconds since 1970; 0 when
-    none says. The book's build date, so that the same reports build the same bytes."""
+    """When the newest of these executed notebooks finished (papermill's `end_time`), in seconds since 1970: the
+    book's build date, so that the same reports build the same bytes. 0 (the book then says 1970-01-01) when no
+    notebook records it, e.g. notebooks not run by papermill."""
     import nbformat
 
     ends = [nbformat.read(str(nb), as_version=4).metadata.get("papermill", {}).get("end_time") for nb in notebooks]

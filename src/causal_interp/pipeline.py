@@ -184,8 +184,10 @@ def cpu_native_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool | None:
 def precision_warning(sections: dict, native_bf16: bool | None) -> str | None:
     """One warning line naming the full-size training sections (of `sections`: name -> values) with `bf16: true`, on a
     CPU without native bf16; None when there are none. Smoke-size runs (`train_subset` set) are too short to matter."""
-    slow = [name for name, values in sections.items() if native_bf16 is False and isinstance(values, dict)
-            and values.get("bf16") and not values.get("train_subset")]
+    if native_bf16 is not False:
+        return None
+    slow = [name for name, values in sections.items()
+            if isinstance(values, dict) and values.get("bf16") and not values.get("train_subset")]
     if not slow:
         return None
     return (f"warning: bf16: true in {', '.join(slow)} on a CPU without native bf16 (no "
