@@ -7,10 +7,11 @@ For every training section of params.yaml (`train_lenet`, `finetune_cifar10` and
 builds the model as its stage does and times `--batches` training batches of the section's size and resolution on
 real data, once in float32 and once with bf16 autocast, after one warm-up batch each (the kit's own training loop;
 `history.epoch_seconds` is the loop's time without the test pass). Projects the minutes per epoch and per stage
-(the section's epochs, at the precision it sets) for MNIST and CIFAR-10, whose training sets have known sizes. CPUs with AMX or AVX-512 BF16 compute bf16 natively and gain from
-autocast; elsewhere torch emulates it and training is several times slower: `python -m causal_interp.pipeline`
-warns then. Writes training_precision.json to --out; the data root is params.yaml's `data.root` (default data/)
-unless --data-root names another (its files are then not checked against the published checksums).
+(the section's epochs, at the precision it sets) for MNIST and CIFAR-10, whose training sets have known sizes.
+CPUs with AMX or AVX-512 BF16 compute bf16 natively and gain from autocast; elsewhere torch emulates it and training
+is several times slower: `python -m causal_interp.pipeline` warns then. Writes training_precision.json to --out;
+the data root is params.yaml's `data.root` (default data/) unless --data-root names another (its files are then not
+checked against the published checksums).
 """
 from __future__ import annotations
 

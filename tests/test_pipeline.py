@@ -396,7 +396,8 @@ def test_progress_redraws_one_line_on_a_terminal_and_a_line_per_redraw_in_a_log(
 
 
 def test_progress_written_just_before_the_stage_ends_is_not_lost(tmp_path):
-    """The relay reads once more after its block ends (without that, up to a third of such runs lost their last bars)."""
+    """The relay reads once more after its block ends (without that, up to a third of such runs lost their last
+    bars)."""
     for _ in range(100):
         stream = io.StringIO()
         with pipeline.relay(tmp_path / "progress.log", stream, poll=0.001):
