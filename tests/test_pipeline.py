@@ -86,15 +86,15 @@ def run_cli(*args, env=None, timeout=120):
                           cwd=REPO, timeout=timeout, env=env)
 
 
-def test_a_bad_value_stops_the_stage_in_seconds_with_one_line(tmp_path):
+def test_a_bad_value_stops_the_stage_before_any_work_with_one_line(tmp_path):
+    """No timing here (a loaded CI machine took 23 s to import torch): what shows the check came first is that no
+    kernel started, so no executed notebook, progress file or report folder exists."""
     params = bad(tmp_path, lambda p: p["train_lenet"].update(model="lenet9"))
-    t0 = time.perf_counter()
     r = run_cli("train_lenet", "notebooks/train.ipynb", "--params", str(params), "--root", str(tmp_path / "out"))
-    assert time.perf_counter() - t0 < 20
     assert r.returncode == 2
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert lines[-1] == "error: train_lenet: train_lenet.model: unknown model 'lenet9'; use 'lenet' or a timm name"
-    assert not (tmp_path / "out" / "reports" / "train_lenet").exists(), "nothing ran"
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*")), "nothing ran"
 
 
 def main(capsys, *argv):
@@ -119,10 +119,9 @@ def test_pretrained_without_network_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     for cache in ("HF_HOME", "HF_HUB_CACHE", "TORCH_HOME"):      # an empty cache, whatever this machine has
         monkeypatch.setenv(cache, str(tmp_path / cache))
-    t0 = time.perf_counter()
     code, last = main(capsys, "finetune_cifar10", "notebooks/train.ipynb", "--params", str(params),
                       "--root", str(tmp_path / "o"))
-    assert time.perf_counter() - t0 < 20 and code == 2
+    assert code == 2 and (not (tmp_path / "o").exists() or not any((tmp_path / "o").rglob("*")))
     assert last.startswith("error: finetune_cifar10: finetune_cifar10.pretrained: the ImageNet weights of 'resnet18' "
                            "are not in the local cache and HF_HUB_OFFLINE is set")
 
