@@ -101,6 +101,9 @@ def test_every_class_graph_gets_an_interactive_page(tmp_path):
     html = (tmp_path / "site" / "graphs" / pages["train_lenet-paired-class_3"]).read_text()
     assert 'src="plotly.min.js"' in html and "mean effect -0.5" in html and (tmp_path / "site" / "graphs" / "plotly.min.js").stat().st_size > 1e6
     assert "[class 3](graphs/train_lenet-paired-class_3.html)" in book.explorer_page(pages)
+    assert "[three (class 3)](graphs/train_lenet-paired-class_3.html)" in book.explorer_page(
+        pages, {"train_lenet-paired-class_3": "three"})
+    assert "input channel 1" in html and "fc1 output 0" in html and "input output" not in html
     again = graph_view.write_pages(files, tmp_path / "again")
     assert (tmp_path / "again" / again["train_lenet-paired-class_3"]).read_bytes() == html.encode(), \
         "the same graph gives the same page (the book's pages change only when their graphs do)"
@@ -177,3 +180,50 @@ def test_the_same_reports_build_the_same_book_dated_by_their_last_run(tmp_path):
     assert files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
     assert all((first / f).read_bytes() == (second / f).read_bytes() for f in files)
     assert "Build Date UTC : 2026-11-29 07:52:12+00:00" in (first / "index.html").read_text()
+
+
+def test_fig11_rows_put_the_class_accuracy_first_and_say_its_verdict_once_per_model(tmp_path):
+    reports = tmp_path / "reports"
+    (reports / "repair" / "summary").mkdir(parents=True)
+    for model in ("a", "b"):
+        for row, ours in (("all-classes", 0.5), ("class", 1.0), ("false-positive-rate", 0.4)):
+            (reports / "repair" / "summary" / f"{model}-{row}.json").write_text(json.dumps(
+                {"what": f"{model} {row}", "ours": ours, "paper": None, "verdict": f"bias {model}"}))
+    assert book.stage_lines(reports, ["repair"]) == [
+        "`repair`: a class: **1**: bias a", "`repair`: a all-classes: **0.5**", "`repair`: a false-positive-rate: **0.4**",
+        "`repair`: b class: **1**: bias b", "`repair`: b all-classes: **0.5**", "`repair`: b false-positive-rate: **0.4**"]
+
+
+def test_a_verdict_that_flips_differently_with_the_graphs_counts_as_a_change(tmp_path):
+    reports = tmp_path / "reports"
+    (reports / "lenet_verdicts").mkdir(parents=True)
+    (reports / "authors_protocol").mkdir()
+    rows = [{"seed": 0, "protocol": p, "figure": 8, "graph_sizes": {"3": [1, 1, 1, 1]}} for p in book.PROTOCOL_NAMES]
+    (reports / "lenet_verdicts" / "metrics.json").write_text(json.dumps({"settings": {"le_class": 3}, "rows": rows}))
+    (reports / "lenet_verdicts" / "stability.csv").write_text(
+        "figure,protocol,verdict across seeds\n8,kit,flips with the seed: seed 0 holds; seed 1 does not hold\n"
+        "8,floor,flips with the seed: seed 0 does not hold; seed 1 holds\n8,authors,flips with the seed: seed 0 holds; "
+        "seed 1 does not hold\n")
+    (reports / "authors_protocol" / "metrics.json").write_text(json.dumps(
+        {"graph_sizes": {"authors' committed graph": {"fc3": 13, "fc2": 8, "fc1": 8, "conv2": 3}}}))
+    assert "the verdicts of fig. 8 change" in book.default_test_markdown(reports)
+
+
+def test_the_reading_notes_come_from_what_the_stages_recorded(tmp_path):
+    reports = tmp_path / "reports"
+    for stage, metrics in {
+        "reliability": {"settings": {"models": {"m": {"runs": 100, "classes": [3], "layers": ["fc"]}}}},
+        "arch_graphs": {"settings": {"models": ["arch_x"], "classes": [1], "examples_per_class": 10}},
+        "arch_x": {"dataset": "cifar10", "image_size": 32, "epochs": 2, "pretrained": False,
+                   "per_class_accuracy": {"plane": 0.5, "car": 0.6}},
+        "arch_evaluate": {"settings": {"examples_per_class": 4, "layers": {"arch_x": "blocks.1.conv_pwl"}},
+                          "failed_methods": [{"model": "arch_x", "method": "EB", "error": "it broke. details"}]},
+    }.items():
+        (reports / stage).mkdir(parents=True)
+        (reports / stage / "metrics.json").write_text(json.dumps(metrics))
+    notes = book.reading_notes(reports)
+    assert "`m` 100 runs, class 3, fc." in notes
+    assert "`arch_x` cifar10 32×32 px, 2 epochs, from scratch" in notes and "class 1 (car) with 10 examples" in notes
+    assert "fig. 9 scores 4 evaluation examples per class" in notes and "`arch_x` takes its maps from a linear" in notes
+    assert 'EB on `arch_x` ("it broke")' in notes
+    assert "published fig. 8 numbers" not in notes                      # authors_protocol has not run

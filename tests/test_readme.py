@@ -14,10 +14,10 @@ def test_the_readme_results_block_matches_the_committed_summaries():
 
 def test_update_readme_rewrites_only_the_block(tmp_path):
     readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{book.README_BEGIN}\nold\n{book.README_END}\nrest\n")
+    readme.write_text(f"intro\n{book.README_BEGIN}\nOLD-BLOCK\n{book.README_END}\nrest\n")
     assert book.update_readme(readme, tmp_path / "reports")
     text = readme.read_text()
-    assert text.startswith("intro\n") and text.endswith("rest\n") and "* **Figure 7.**" in text and "old" not in text
+    assert text.startswith("intro\n") and text.endswith("rest\n") and "* **Figure 7.**" in text and "OLD-BLOCK" not in text
     assert not book.update_readme(readme, tmp_path / "reports")
     (tmp_path / "bad.md").write_text("no block")
     with pytest.raises(ValueError, match="no results block"):

@@ -12,6 +12,7 @@ import argparse
 import datetime
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -21,6 +22,7 @@ from unittest import mock
 
 from .pipeline import REPO, dvc_stages
 from .reporting import ROOT_ENV, RUN_ALL_ENV
+from .verdicts import CLAIMS, CRITERIA
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,11 @@ class PaperFigure:
     rows_in: int | None = None  # the figure whose row already lists these stages' numbers (not repeated here)
 
 
+def _claim(key: str) -> str:
+    """The claim of `verdicts.CLAIMS`, as the notebooks judge it, without its "(fig. N)"."""
+    return re.sub(r" \(fig\. \d+\)$", "", CLAIMS[key])
+
+
 FIGURES = (
     PaperFigure(3, "Removing a node's edges moves the class logit; the distribution over examples, per layer (LeNet/MNIST).",
                 ("discover_graphs", "arch_graphs"), "fig3_effects_train_lenet.png"),
@@ -42,23 +49,52 @@ FIGURES = (
                 ("discover_graphs", "arch_graphs"), "fig5_graph_responses_train_lenet.png", rows_in=3),
     PaperFigure(6, "ResNet18: the response to each relevant node's top-1 filter; its local maxima mark object parts.",
                 ("discover_graphs", "arch_graphs"), "fig6_top_filter_finetune_cifar10.png", rows_in=3),
-    PaperFigure(7, "Reliability: 98-100% of the hard-intervention graph's nodes reappear in every one of 1000 soft runs.",
-                ("reliability", "lenet_verdicts:fig7-*"), "fig7_reliability*.png"),
-    PaperFigure(8, "LeNet and ResNet18: the causal maps have the lowest LE by a wide margin; IROF best or on par with MWP.",
+    PaperFigure(7, f"Reliability: {_claim('reliability')}.", ("reliability", "lenet_verdicts:fig7-*"),
+                "fig7_reliability*.png"),
+    PaperFigure(8, f"LeNet and ResNet18: {_claim('le')}; {_claim('irof')}.",
                 ("evaluate_explanations", "authors_protocol", "lenet_verdicts:fig8-*"), "fig8_fair.png"),
-    PaperFigure(9, "Four ImageNet architectures: the same two metrics, the same claims.",
-                ("arch_evaluate",), "fig9_fair.png"),
-    PaperFigure(10, "Fidelity: masking the top-k% critical neurons of every layer drops accuracy drastically below 20%.",
-                ("fidelity", "arch_fidelity", "lenet_verdicts:fig10-*"), "fig10_fidelity*.png"),
-    PaperFigure(11, "Repair: masking a growing share of irrelevant/distracting weights at inference improves accuracy.",
-                ("repair", "arch_repair", "lenet_verdicts:fig11-*"), "fig11_repair*.png"),
+    PaperFigure(9, "Four ImageNet architectures in the paper: the two claims of figure 8 (see the notes below for the "
+                   "models here).", ("arch_evaluate",), "fig9_fair.png"),
+    PaperFigure(10, f"Fidelity: {_claim('fidelity')}.", ("fidelity", "arch_fidelity", "lenet_verdicts:fig10-*"),
+                "fig10_fidelity*.png"),
+    PaperFigure(11, f"Repair: {_claim('repair')}.", ("repair", "arch_repair", "lenet_verdicts:fig11-*"),
+                "fig11_repair*.png"),
 )
+ROW_ORDER = ("class", "all-classes", "false-positive-rate")   # fig. 11: the class accuracy the paper plots, then the
+                                                              # two numbers beside it that tell repair from bias
+
+
+def _row_key(stem: str) -> tuple[str, int]:
+    """Sort key of a summary file: its model prefix, then ROW_ORDER within it (other rows: file-name order)."""
+    for rank, suffix in enumerate(ROW_ORDER):
+        if stem.endswith(f"-{suffix}"):
+            return stem[:-len(suffix) - 1], rank
+    return stem, 0
+
+
+def summary_files(reports: Path, stage: str) -> list[Path]:
+    """The summary files (reporting.write_summary) of `stage` or "stage:pattern": per model, fig. 11's class row first."""
+    stage, _, pattern = stage.partition(":")
+    return sorted((reports / stage / "summary").glob(f"{pattern or '*'}.json"), key=lambda p: _row_key(p.stem))
 
 
 def summary_rows(reports: Path, stage: str) -> list[dict]:
-    """The headline rows (reporting.write_summary) of `stage` or "stage:pattern", in file-name order."""
-    stage, _, pattern = stage.partition(":")
-    return [json.loads(p.read_text()) for p in sorted((reports / stage / "summary").glob(f"{pattern or '*'}.json"))]
+    """The headline rows of `stage` or "stage:pattern", in `summary_files` order."""
+    return [json.loads(p.read_text()) for p in summary_files(reports, stage)]
+
+
+def stage_lines(reports: Path, stages) -> list[str]:
+    """One line per summary row of `stages`: "`stage`: what: **ours** (paper N): verdict". A verdict the row before
+    (same stage, same model) already gave is not repeated: fig. 11's three numbers share one."""
+    lines, before = [], None
+    for spec in stages:
+        stage = spec.partition(":")[0]
+        for path in summary_files(reports, spec):
+            row = json.loads(path.read_text())
+            said = (stage, _row_key(path.stem)[0], row.get("verdict"))
+            lines.append(f"`{stage}`: {row_text(row, verdict=said != before)}")
+            before = said
+    return lines
 
 
 def _number(v) -> str:
@@ -67,41 +103,144 @@ def _number(v) -> str:
     return "" if v is None else f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
-def row_text(row: dict) -> str:
-    """One summary row in words: what, ours (paper), verdict."""
+def row_text(row: dict, verdict: bool = True) -> str:
+    """One summary row in words: what, ours (paper), verdict (unless `verdict` is False)."""
     text = f"{row['what']}: **{_number(row['ours'])}**"
     if row.get("paper") is not None:
         text += f" (paper {_number(row['paper'])})"
-    if row.get("verdict"):
+    if verdict and row.get("verdict"):
         text += f": {row['verdict']}"
     return text.replace("|", "\\|")
 
 
-def index_page(reports: Path, pages: dict[str, str]) -> str:
-    """Markdown of the index: one table row per paper figure. `pages`: stage -> page file of its notebook."""
+def index_page(reports: Path, pages: dict[str, str], params_file: Path = REPO / "params.yaml") -> str:
+    """Markdown of the index: one table row per paper figure, then the earlier paper's and the beyond-the-paper rows,
+    the notes on reading them, and the claims with their criteria. `pages`: stage -> page file of its notebook."""
     lines = ["# Causal Analysis for Robust Interpretability of Neural Networks: the replication report", "",
              "One row per figure of the paper. *Our numbers* are each stage's summary rows (`summary/*.json`; the "
-             "headlines among them, all but those `book.NOT_HEADLINES` names, are what `dvc metrics show` prints); every verdict is worded as in the stage's notebook, which shows the figure, the "
-             "protocol and the criterion. Thumbnails come from the first stage named.", "",
+             "headlines among them, all but those `book.NOT_HEADLINES` names, are what `dvc metrics show` prints): the "
+             "number and the outcome. The stage's notebook gives each verdict whole: the claim, the protocol, the "
+             "number with its bootstrap 95% interval and the criterion (the claims and criteria are listed at the "
+             "end). Thumbnails come from the first stage named.", "",
              "| figure | | the paper | our numbers and verdicts | notebooks |", "|---|---|---|---|---|"]
     for fig in FIGURES:
         first = fig.stages[0]
         thumbs = sorted((reports / first / "figures").glob(fig.thumbnail))
         thumb = f"[![figure {fig.number}](figures/{first}/{thumbs[0].name}){{ width=220 }}]({pages[first]})" if (
             thumbs and first in pages) else "(not run)"
-        rows = [f"`{s.partition(':')[0]}`: {row_text(r)}" for s in fig.stages for r in summary_rows(reports, s)]
-        if fig.rows_in:
-            rows = [f"(graph sizes: see figure {fig.rows_in})"]
-        names = [s.partition(":")[0] for s in fig.stages]
-        links = ", ".join(f"[{s}]({pages[s]})" for s in names if s in pages) or "(not run)"
+        rows = [f"(graph sizes: see figure {fig.rows_in})"] if fig.rows_in else stage_lines(reports, fig.stages)
+        links = _links(fig.stages, pages)
         lines.append(f"| {fig.number} | {thumb} | {fig.claim} | {'<br>'.join(rows) or '(no summary)'} | {links} |")
+    shown = {s.partition(":")[0] for f in FIGURES for s in f.stages}
+    for key, head, stages in result_groups(params_file):
+        if key in ("earlier", "beyond"):
+            shown |= set(stages)
+            lines += ["", head, "", *[f"* {line}" for line in stage_lines(reports, stages)],
+                      f"* notebooks: {_links(stages, pages)}"]
     why = default_test_markdown(reports)
     if why:
         lines += ["", why]
-    other = [s for s in pages if not any(s in (t.partition(":")[0] for t in f.stages) for f in FIGURES)]
+    notes = reading_notes(reports)
+    if notes:
+        lines += ["", notes]
+    from . import per_example  # noqa: F401  (adds the earlier paper's claims to verdicts.CLAIMS)
+
+    lines += ["", "**The claims and their criteria** (`src/causal_interp/verdicts.py`, the same words in every notebook):",
+              "", *[f"* **{CLAIMS[k]}**: {CRITERIA[k]}." for k in CLAIMS]]
+    other = [s for s in pages if s not in shown]
     lines += ["", "## The other stages", ""] + [f"* [{s}]({pages[s]})" for s in other]
     lines += ["", "Every class graph, interactively: [the graph explorer](graph_explorer.md)."]
     return "\n".join(lines) + "\n"
+
+
+def _links(stages, pages: dict[str, str]) -> str:
+    names = dict.fromkeys(s.partition(":")[0] for s in stages)
+    return ", ".join(f"[{s}]({pages[s]})" for s in names if s in pages) or "(not run)"
+
+
+def _metrics(reports: Path, stage: str) -> dict | None:
+    try:
+        return json.loads((reports / stage / "metrics.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def reading_notes(reports: Path) -> str:
+    """What the numbers do not say by themselves, from what the stages recorded (their metrics.json): the runs behind
+    fig. 7, how the architectures were trained and sampled, the methods a model could not run, how close the authors'
+    protocol comes to the published numbers. The README's results block and the book's index both show it."""
+    from .protocols import PUBLISHED
+
+    notes = []
+    rel = _metrics(reports, "reliability")
+    if rel:
+        runs = []
+        for model, s in rel["settings"]["models"].items():
+            classes = "every class" if s.get("classes") is None else "class " + ", ".join(map(str, s["classes"]))
+            runs.append(f"`{model}` {s['runs']} runs, {classes}, {'every layer' if not s.get('layers') else ', '.join(s['layers'])}")
+        notes.append("**Reliability (fig. 7):** the paper runs 1000 soft interventions; the rows above come from "
+                     + "; ".join(runs) + ".")
+    graphs = _metrics(reports, "arch_graphs")
+    if graphs:
+        models = graphs["settings"]["models"]
+        trained = {m: _metrics(reports, m) for m in models}
+        how = "; ".join(f"`{m}` {t['dataset']} {t['image_size']}×{t['image_size']} px, {t['epochs']} epochs, "
+                        f"{'ImageNet weights' if t.get('pretrained') else 'from scratch'}"
+                        for m, t in trained.items() if t)
+        names = (_metrics(reports, models[0]) or {}).get("per_class_accuracy", {})
+        classes = [f"{k} ({list(names)[k]})" if k < len(names) else str(k) for k in graphs["settings"]["classes"] or []]
+        line = (f"**The architectures (figs. 9–11):** the paper uses ImageNet-pretrained models on ImageNet; here: "
+                f"{how}; so their accuracies are modest (see the trained models). Their graphs cover class"
+                f"{'es' if len(classes) > 1 else ''} {', '.join(classes) or 'all'} with "
+                f"{graphs['settings']['examples_per_class']} examples each")
+        ev = _metrics(reports, "arch_evaluate")
+        if ev:
+            line += (f"; fig. 9 scores {ev['settings']['examples_per_class']} evaluation examples per class of those "
+                     "classes, so its intervals are wide")
+            pwl = [m for m, layer in ev["settings"]["layers"].items() if layer.endswith("conv_pwl")]
+            if pwl:
+                line += (f". {', '.join(f'`{m}`' for m in pwl)} takes its maps from a linear projection with no ReLU "
+                         "after it: its causal maps have either sign and are scored, like every map, as |a| / max|a|")
+        notes.append(line + ".")
+    for stage in ("evaluate_explanations", "arch_evaluate"):
+        failed = (_metrics(reports, stage) or {}).get("failed_methods") or []
+        if failed:
+            notes.append(f"**Left out in `{stage}`** (the method raised an error; recorded in its metrics.json): "
+                         + "; ".join(f"{f['method']} on `{f['model']}` (\"{f['error'].split('. ')[0]}\")" for f in failed) + ".")
+    ap = _metrics(reports, "authors_protocol")
+    if ap and "reproduction_bar" in ap:
+        le = {r["method"]: r["median"] for r in ap["medians"] if r["protocol"] == "authors" and r["metric"] == "LE"}
+        factors = [le[m] / v for m, v in PUBLISHED["LE"].items() if m in le]
+        met = "reproduce" if ap["reproduction_bar"].get("met") else "do NOT reproduce"
+        notes.append("**The published fig. 8 numbers (LeNet, digit 3)** are compared only with numbers computed the "
+                     f"authors' way (`authors_protocol`). There they {met} by the bar its notebook states: the same "
+                     "ordering of the five LE medians, every baseline-to-causal LE ratio within a factor of 2 of the "
+                     "published one, and the causal IROF within 25%"
+                     + (f"; the LE medians themselves are {min(factors):.1f}-{max(factors):.1f} times the published ones"
+                        if factors else "")
+                     + ". The kit's own scores use one fair protocol for every method.")
+    beyond = {s: _metrics(reports, s) for s in ("sanity_checks", "metric_agreement")}
+    if any(beyond.values()):
+        from .sanity import FAIL_ABOVE, PASS_BELOW
+
+        parts = []
+        for stage, m in beyond.items():
+            if m:
+                n = m["settings"]["examples_per_class"]
+                n = ", ".join(f"`{k}` {v}" for k, v in n.items()) if isinstance(n, dict) else n
+                layers = m["settings"].get("layers") or {}
+                parts.append(f"`{stage}` {n} examples per class, maps from "
+                             + (", ".join(f"`{k}` {v}" for k, v in layers.items()) if layers else
+                                "each model's default map layer, the last conv layer of its chain (for ResNet18 not the "
+                                "layer of fig. 8's headline, which `evaluate_explanations.layers` sets)"))
+        notes.append("**Beyond the paper:** " + "; ".join(parts) + f". A sanity check passes when the 95% interval of "
+                     f"the similarity between the two maps it compares lies below {PASS_BELOW}, fails when it lies above "
+                     f"{FAIL_ABOVE}, and is not resolved otherwise.")
+    notes += ["**Graph density decides some verdicts:** see *Which test of significance, and why*; figure 7's "
+              "\"holds\" is found on the default (dense) graphs.",
+              "**Repair (fig. 11):** class accuracy is what the paper plots; the all-class accuracy and the class's "
+              "false-positive rate beside it, under the same masks, tell a repair from a bias towards the class."]
+    return "**Reading the results.** What the numbers do not say by themselves:\n\n" + "\n".join(f"* {n}" for n in notes)
 
 
 README_BEGIN, README_END = "<!-- results:begin (make readme) -->", "<!-- results:end -->"
@@ -143,10 +282,10 @@ def default_test_markdown(reports: Path) -> str:
                          + " | ".join(verdict.get((prot, f), "") for f in figures) + " |")
     lines.append(f"| the authors' committed graph | {' / '.join(str(committed[l]) for l in layers)} |"
                  + " |" * len(figures))
-    changes = [f for f in figures if len({verdict.get((p, f), "").split(":")[0] for p in PROTOCOL_NAMES}) > 1]
+    changes = [f for f in figures if len({verdict.get((p, f), "") for p in PROTOCOL_NAMES}) > 1]
     return "\n".join([
-        "**Which test of significance, and why.** Every stage uses the graphs of the paired test without an "
-        "effect-size floor: it is eq. 1 applied to per-example effects, with no threshold fitted to anything. The "
+        "**Which test of significance, and why.** Every stage but `authors_protocol` (which scores the authors' own "
+        "graph and map) uses the graphs of the paired test without an effect-size floor: it is eq. 1 applied to per-example effects, with no threshold fitted to anything. The "
         f"table (stage `lenet_verdicts`, LeNet retrained with each seed) shows what that choice does: digit {k}'s graph "
         f"keeps {sum((sizes.get('kit') or [])[:len(layers)])} necessary parents over these layers, the authors' "
         f"committed graph {sum(committed.values())}; and the verdicts of "
@@ -161,10 +300,10 @@ def results_markdown(reports: Path, params_file: Path = REPO / "params.yaml") ->
     `summary/*.json`, worded as in the notebooks."""
     lines = []
     for _, head, stages in result_groups(params_file):
-        rows = [f"  * `{s.partition(':')[0]}`: {row_text(r)}" for s in stages for r in summary_rows(reports, s)]
+        rows = [f"  * {line}" for line in stage_lines(reports, stages)]
         lines += [f"* {head}", *(rows or ["  * (not run yet)"])]
-    why = default_test_markdown(reports)
-    return "\n".join(lines) + "\n" + (f"\n{why}" if why else "")
+    why, notes = default_test_markdown(reports), reading_notes(reports)
+    return "\n".join(lines) + "\n" + (f"\n{why}" if why else "") + f"\n{notes}\n"
 
 
 HEADLINE_KEYS = ("ours", "paper", "verdict")
@@ -274,15 +413,19 @@ def graph_files(reports: Path) -> dict[str, Path]:
     return out
 
 
-def explorer_page(pages: dict[str, str]) -> str:
-    """Markdown of the graph explorer's index: one link per interactive class graph, grouped by model and test."""
+def explorer_page(pages: dict[str, str], class_names: dict[str, str] | None = None) -> str:
+    """Markdown of the graph explorer's index: one link per interactive class graph, grouped by model and test.
+    `class_names`: graph name -> the class's name (the link then reads "cat (class 3)")."""
     lines = ["# Graph explorer", "",
              "Every class graph the stages discovered, drawn interactively (plotly): hover over a node for its effect, z "
              "and p; click a legend entry to hide a layer. The static fig. 4 of each stage shows one class per model.", ""]
     groups: dict[str, list[str]] = {}
     for name, page in pages.items():
         model, test, cls = name.rsplit("-", 2)
-        groups.setdefault(f"{model}, {test} test", []).append(f"[{cls.replace('_', ' ')}](graphs/{page})")
+        label = cls.replace("_", " ")
+        if (class_names or {}).get(name):
+            label = f"{class_names[name]} ({label})"
+        groups.setdefault(f"{model}, {test} test", []).append(f"[{label}](graphs/{page})")
     lines += [f"* **{g}**: " + ", ".join(links) for g, links in groups.items()]
     return "\n".join(lines) + "\n"
 
@@ -328,8 +471,10 @@ def build(reports: str | Path = REPO / "reports", out: str | Path | None = None,
         (docs / "book.css").write_text(CSS)
         from .graph_view import write_pages
 
-        graph_pages = write_pages(graph_files(reports), docs / "graphs")
-        (docs / "graph_explorer.md").write_text(explorer_page(graph_pages))
+        files = graph_files(reports)
+        graph_pages = write_pages(files, docs / "graphs")
+        names = {n: json.loads(p.read_text()).get("class_name") for n, p in files.items()}
+        (docs / "graph_explorer.md").write_text(explorer_page(graph_pages, names))
         nav = [{"Figures of the paper": "index.md"}, {"Graph explorer": "graph_explorer.md"}] + \
               [{s: f"{s}.ipynb"} for s in pages]
         cfg = {"site_name": "Causal analysis: replication report", "docs_dir": str(docs), "site_dir": str(site),

@@ -32,7 +32,7 @@ def graph_figure(graph, max_nodes: int = 48, max_edges: int = 400):
         ys = np.linspace(1, 0, len(nodes)) if len(nodes) > 1 else np.array([0.5])
         pos.append(dict(zip(nodes, ys)))
         labels = node_labels(lg)
-        hover = [f"{names[col]} output {j}<br>{labels[j]} for {lg.layer}<br>mean effect {lg.mean_effect[j]:.4g}"
+        hover = [f"{'input channel' if col == 0 else names[col] + ' output'} {j}<br>{labels[j]} for {lg.layer}<br>mean effect {lg.mean_effect[j]:.4g}"
                  f"<br>z {lg.z[j]:.3g}, p {lg.p[j]:.3g}" for j in nodes]
         group = f"{names[col]} -> {lg.layer}"
         fig.add_trace(go.Scatter(x=[col] * len(nodes), y=ys, mode="markers", name=f"{group} ({len(lg.necessary)} necessary"
@@ -54,7 +54,7 @@ def graph_figure(graph, max_nodes: int = 48, max_edges: int = 400):
                                  legendgroup=f"{names[col]} -> {lg.layer}", showlegend=False, hoverinfo="skip"))
     fig.add_trace(go.Scatter(x=[len(layers)], y=[0.5], mode="markers+text", text=[f"class {graph.class_name}"],
                              textposition="middle right", marker=dict(color="black", size=12), name="class logit"))
-    fig.update_layout(title=f"causal graph of class {graph.class_name} ({graph.test} test): red necessary, blue "
+    fig.update_layout(title=f"{graph.model + ': ' if graph.model else ''}causal graph of class {graph.class_name} ({graph.test} test): red necessary, blue "
                             f"distracting, grey irrelevant; click a legend entry to hide a layer",
                       xaxis=dict(tickvals=list(range(len(layers) + 1)), ticktext=names + [layers[-1].layer if layers else ""],
                                  title="outputs of layer"), yaxis=dict(visible=False), template="plotly_white",
