@@ -216,6 +216,8 @@ def test_the_reading_notes_come_from_what_the_stages_recorded(tmp_path):
         "arch_graphs": {"settings": {"models": ["arch_x"], "classes": [1], "examples_per_class": 10}},
         "arch_x": {"dataset": "cifar10", "image_size": 32, "epochs": 2, "pretrained": False,
                    "per_class_accuracy": {"plane": 0.5, "car": 0.6}},
+        "sanity_checks": {"settings": {"examples_per_class": 5, "layers": {}}},
+        "metric_agreement": {"settings": {"examples_per_class": {"m": 3}, "layers": {"m": "conv2"}}},
         "arch_evaluate": {"settings": {"examples_per_class": 4, "layers": {"arch_x": "blocks.1.conv_pwl"}},
                           "failed_methods": [{"model": "arch_x", "method": "EB", "error": "it broke. details"}]},
     }.items():
@@ -226,4 +228,6 @@ def test_the_reading_notes_come_from_what_the_stages_recorded(tmp_path):
     assert "`arch_x` cifar10 32×32 px, 2 epochs, from scratch" in notes and "class 1 (car) with 10 examples" in notes
     assert "fig. 9 scores 4 evaluation examples per class" in notes and "`arch_x` takes its maps from a linear" in notes
     assert 'EB on `arch_x` ("it broke")' in notes
+    assert "`sanity_checks` 5 examples per class; `metric_agreement` `m` 3 examples per class. Maps: `sanity_checks` " \
+           "from each model's default map layer" in notes and "; `metric_agreement` from `m` conv2." in notes
     assert "published fig. 8 numbers" not in notes                      # authors_protocol has not run

@@ -219,23 +219,24 @@ def reading_notes(reports: Path) -> str:
                      + (f"; the LE medians themselves are {min(factors):.1f}-{max(factors):.1f} times the published ones"
                         if factors else "")
                      + ". The kit's own scores use one fair protocol for every method.")
-    beyond = {s: _metrics(reports, s) for s in ("sanity_checks", "metric_agreement")}
-    if any(beyond.values()):
+    ran = {s: m["settings"] for s in ("sanity_checks", "metric_agreement") if (m := _metrics(reports, s))}
+    if ran:
         from .sanity import FAIL_ABOVE, PASS_BELOW
 
-        parts = []
-        for stage, m in beyond.items():
-            if m:
-                n = m["settings"]["examples_per_class"]
-                n = ", ".join(f"`{k}` {v}" for k, v in n.items()) if isinstance(n, dict) else n
-                layers = m["settings"].get("layers") or {}
-                parts.append(f"`{stage}` {n} examples per class, maps from "
-                             + (", ".join(f"`{k}` {v}" for k, v in layers.items()) if layers else
-                                "each model's default map layer, the last conv layer of its chain (for ResNet18 not the "
-                                "layer of fig. 8's headline, which `evaluate_explanations.layers` sets)"))
-        notes.append("**Beyond the paper:** " + "; ".join(parts) + f". A sanity check passes when the 95% interval of "
-                     f"the similarity between the two maps it compares lies below {PASS_BELOW}, fails when it lies above "
-                     f"{FAIL_ABOVE}, and is not resolved otherwise.")
+        def per_class(n) -> str:
+            return ", ".join(f"`{k}` {v}" for k, v in n.items()) if isinstance(n, dict) else str(n)
+
+        default = [f"`{s}`" for s, st in ran.items() if not st.get("layers")]
+        chosen = [f"`{s}` from " + ", ".join(f"`{k}` {v}" for k, v in st["layers"].items())
+                  for s, st in ran.items() if st.get("layers")]
+        maps = ([f"{' and '.join(default)} from each model's default map layer, the last conv layer of its chain (for "
+                 "ResNet18 not the layer of fig. 8's headline, which `evaluate_explanations.layers` sets)"]
+                if default else []) + chosen
+        notes.append("**Beyond the paper:** " + "; ".join(f"`{s}` {per_class(st['examples_per_class'])} examples per "
+                                                          "class" for s, st in ran.items())
+                     + ". Maps: " + "; ".join(maps) + f". A sanity check passes when the 95% interval of the similarity "
+                     f"between the two maps it compares lies below {PASS_BELOW}, fails when it lies above {FAIL_ABOVE}, "
+                     "and is not resolved otherwise.")
     notes += ["**Graph density decides some verdicts:** see *Which test of significance, and why*; figure 7's "
               "\"holds\" is found on the default (dense) graphs.",
               "**Repair (fig. 11):** class accuracy is what the paper plots; the all-class accuracy and the class's "
