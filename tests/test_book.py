@@ -231,3 +231,20 @@ def test_the_reading_notes_come_from_what_the_stages_recorded(tmp_path):
     assert "`sanity_checks` 5 examples per class; `metric_agreement` `m` 3 examples per class. Maps: `sanity_checks` " \
            "from each model's default map layer" in notes and "; `metric_agreement` from `m` conv2." in notes
     assert "published fig. 8 numbers" not in notes                      # authors_protocol has not run
+
+
+def test_the_notes_give_fig8_irof_against_mwp_and_name_a_model_below_twice_chance(tmp_path):
+    reports = tmp_path / "reports"
+    (reports / "evaluate_explanations").mkdir(parents=True)
+    (reports / "evaluate_explanations" / "medians.csv").write_text(
+        "model,metric,method,median,ci_low,ci_high,n\n"
+        "m,IROF,Causal,60,55,65,30\nm,LE,ExcitationBackprop,0.1,0.1,0.1,30\nm,IROF,ExcitationBackprop,70,66,74,30\n"
+        "m,IROF,Causal @ l4,90,88,92,30\nm,IROF,Occlusion,80,77,83,30\n")
+    assert book.irof_against_mwp(reports) == ["`m` causal 60.0 [55.0, 65.0], MWP 70.0 [66.0, 74.0], best Occlusion 80.0 "
+                                              "[77.0, 83.0]"]
+    for stage, metrics in {"arch_fidelity": {"models": {"a": {"accuracy_unmasked": 0.15}, "b": {"accuracy_unmasked": 0.5}}},
+                           "a": {"per_class_accuracy": dict.fromkeys("0123456789", 0.1)}}.items():
+        (reports / stage).mkdir(parents=True, exist_ok=True)
+        (reports / stage / "metrics.json").write_text(json.dumps(metrics))
+    notes = book.reading_notes(reports)
+    assert "`arch_fidelity`): `a` 0.150; its figs. 10-11 rows say little." in notes and "`b`" not in notes

@@ -165,6 +165,27 @@ def _metrics(reports: Path, stage: str) -> dict | None:
         return None
 
 
+def irof_against_mwp(reports: Path) -> list[str]:
+    """Per model of `evaluate_explanations/medians.csv`: the causal IROF median and interval beside MWP's (Excitation
+    Backprop) and the best other method's, in words."""
+    import csv
+
+    try:
+        rows = [r for r in csv.DictReader((reports / "evaluate_explanations" / "medians.csv").open()) if r["metric"] == "IROF"]
+    except FileNotFoundError:
+        return []
+    out = []
+    for model in dict.fromkeys(r["model"] for r in rows):
+        got = {r["method"]: r for r in rows if r["model"] == model}
+        if "Causal" not in got or "ExcitationBackprop" not in got:
+            continue
+        say = lambda m: f"{float(got[m]['median']):.1f} [{float(got[m]['ci_low']):.1f}, {float(got[m]['ci_high']):.1f}]"
+        best = max((m for m in got if not m.startswith("Causal")), key=lambda m: float(got[m]["median"]))
+        out.append(f"`{model}` causal {say('Causal')}, MWP {say('ExcitationBackprop')}"
+                   + (f", best {best} {say(best)}" if best != "ExcitationBackprop" else " (the best other method)"))
+    return out
+
+
 def reading_notes(reports: Path) -> str:
     """What the numbers do not say by themselves, from what the stages recorded (their metrics.json): the runs behind
     fig. 7, how the architectures were trained and sampled, the methods a model could not run, how close the authors'
@@ -207,6 +228,20 @@ def reading_notes(reports: Path) -> str:
         if failed:
             notes.append(f"**Left out in `{stage}`** (the method raised an error; recorded in its metrics.json): "
                          + "; ".join(f"{f['method']} on `{f['model']}` (\"{f['error'].split('. ')[0]}\")" for f in failed) + ".")
+    mwp = irof_against_mwp(reports)
+    if mwp:
+        notes.append("**Fig. 8's IROF against MWP** (Excitation Backprop), the method the paper says the causal maps are "
+                     "comparable to (the verdict compares with the best other method), fair protocol, the causal maps of "
+                     "each model's first layer in `evaluate_explanations.layers`, median [95% interval]: " + "; ".join(mwp) + ".")
+    fid = _metrics(reports, "arch_fidelity")
+    if fid:
+        classes = {m: len((_metrics(reports, m) or {}).get("per_class_accuracy", {})) for m in fid["models"]}
+        weak = [f"`{m}` {v['accuracy_unmasked']:.3f}" for m, v in fid["models"].items()
+                if classes[m] and v["accuracy_unmasked"] < 2 / classes[m]]
+        if weak:
+            notes.append("**Below twice chance before any masking** (class accuracy on the graph classes, "
+                         "`arch_fidelity`): " + ", ".join(weak) + f"; {'its' if len(weak) == 1 else 'their'} figs. 10-11 rows "
+                         "say little.")
     ap = _metrics(reports, "authors_protocol")
     if ap and "reproduction_bar" in ap:
         le = {r["method"]: r["median"] for r in ap["medians"] if r["protocol"] == "authors" and r["metric"] == "LE"}
