@@ -248,3 +248,14 @@ def test_the_notes_give_fig8_irof_against_mwp_and_name_a_model_below_twice_chanc
         (reports / stage / "metrics.json").write_text(json.dumps(metrics))
     notes = book.reading_notes(reports)
     assert "`arch_fidelity`): `a` 0.150; its figs. 10-11 rows say little." in notes and "`b`" not in notes
+
+
+def test_the_notes_say_when_a_lenet_verdicts_figure_is_the_same_on_every_graph(tmp_path):
+    reports = tmp_path / "reports"
+    (reports / "lenet_verdicts").mkdir(parents=True)
+    rows = [{"figure": f, "seed": seed, "protocol": p, "sentence": f"fig {f}, seed {seed}, {p} graphs: "
+             + ("0.0" if f == 10 else p)} for f in (7, 10) for seed in (0, 1) for p in ("kit", "authors")]
+    (reports / "lenet_verdicts" / "metrics.json").write_text(json.dumps(
+        {"settings": {"le_class": 3, "le_examples": 100}, "rows": rows}))
+    notes = book.reading_notes(reports)
+    assert "on 100 examples of digit 3; fig. 10 gives the same numbers on every kind of graph" in notes

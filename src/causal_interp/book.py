@@ -272,6 +272,22 @@ def reading_notes(reports: Path) -> str:
                      + ". Maps: " + "; ".join(maps) + f". A sanity check passes when the 95% interval of the similarity "
                      f"between the two maps it compares lies below {PASS_BELOW}, fails when it lies above {FAIL_ABOVE}, "
                      "and is not resolved otherwise.")
+    lv = _metrics(reports, "lenet_verdicts")
+    if lv:
+        line = ("**What a number is where its row does not say:** a `lenet_verdicts` row gives the share of training seeds "
+                "for which the claim holds, and its fig. 8 rows judge the LE claim only, on "
+                f"{lv['settings'].get('le_examples')} examples of digit {lv['settings'].get('le_class')}")
+        same = [f for f in sorted({r["figure"] for r in lv["rows"]}) if all(
+            len({r["sentence"].replace(f", {r['protocol']} graphs", "") for r in lv["rows"]
+                 if r["figure"] == f and r["seed"] == seed}) == 1 for seed in {r["seed"] for r in lv["rows"]})]
+        if same:
+            line += (f"; fig. {', '.join(map(str, same))} gives the same numbers on every kind of graph, seed by seed "
+                     "(its random and weight-magnitude controls do not use the graph, and its critical ranking orders "
+                     "every parent by mean effect, significant or not), so its rows agreeing across the graphs does not "
+                     "show robustness to the graph")
+        if _metrics(reports, "metric_agreement"):
+            line += ("; a `metric_agreement` row gives how many of the property's metrics rank the causal maps first")
+        notes.append(line + ".")
     notes += ["**Graph density decides some verdicts:** see *Which test of significance, and why*; figure 7's "
               "\"holds\" is found on the default (dense) graphs.",
               "**Repair (fig. 11):** class accuracy is what the paper plots; the all-class accuracy and the class's "
