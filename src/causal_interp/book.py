@@ -272,6 +272,17 @@ def reading_notes(reports: Path) -> str:
                      + ". Maps: " + "; ".join(maps) + f". A sanity check passes when the 95% interval of the similarity "
                      f"between the two maps it compares lies below {PASS_BELOW}, fails when it lies above {FAIL_ABOVE}, "
                      "and is not resolved otherwise.")
+    scored = {"evaluate_explanations": "the kit's maps (eq. 3) from the paired-test graphs, on evaluation examples of every "
+                                       "class, against eight baselines",
+              "authors_protocol": "the authors' map from the authors' graph (two-sample test with their fallback), on "
+                                  "digit 3, against the four baselines the authors scored and then every method",
+              "lenet_verdicts": "the authors' map from each kind of graph, on digit 3, against the four baselines the "
+                                "authors scored"}
+    scored = {s: v for s, v in scored.items() if _metrics(reports, s)}
+    if len(scored) > 1:
+        notes.append("**\"Fair protocol\"** names one way of scoring: every map |a| / max|a| per example, the same "
+                     "seeded perturbations for every method, IROF as the area over the curve. What it scores differs by "
+                     "stage: " + "; ".join(f"`{s}` {v}" for s, v in scored.items()) + ".")
     lv = _metrics(reports, "lenet_verdicts")
     if lv:
         line = ("**What a number is where its row does not say:** a `lenet_verdicts` row gives the share of training seeds "
