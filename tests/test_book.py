@@ -226,7 +226,7 @@ def test_the_reading_notes_come_from_what_the_stages_recorded(tmp_path):
     notes = book.reading_notes(reports)
     assert "`m` 100 runs, class 3, fc." in notes
     assert "`arch_x` cifar10 32×32 px, 2 epochs, from scratch" in notes and "class 1 (car) with 10 examples" in notes
-    assert "fig. 9 scores 4 evaluation examples per class" in notes and "`arch_x` takes its maps from a linear" in notes
+    assert "fig. 9 scores 4 evaluation examples per class" in notes
     assert 'EB on `arch_x` ("it broke")' in notes
     assert "`sanity_checks` 5 examples per class; `metric_agreement` `m` 3 examples per class. Maps: `sanity_checks` " \
            "from each model's default map layer" in notes and "; `metric_agreement` from `m` conv2." in notes
@@ -247,7 +247,7 @@ def test_the_notes_give_fig8_irof_against_mwp_and_name_a_model_below_twice_chanc
         (reports / stage).mkdir(parents=True, exist_ok=True)
         (reports / stage / "metrics.json").write_text(json.dumps(metrics))
     notes = book.reading_notes(reports)
-    assert "`arch_fidelity`): `a` 0.150; its figs. 10-11 rows say little." in notes and "`b`" not in notes
+    assert "`arch_fidelity`): `a` 0.150 (chance 0.10); its figs. 10-11 rows say little." in notes and "`b`" not in notes
 
 
 def test_the_notes_say_when_a_lenet_verdicts_figure_is_the_same_on_every_graph(tmp_path):

@@ -53,8 +53,10 @@ FIGURES = (
                 "fig7_reliability*.png"),
     PaperFigure(8, f"LeNet and ResNet18: {_claim('le')}; {_claim('irof')}.",
                 ("evaluate_explanations", "authors_protocol", "lenet_verdicts:fig8-*"), "fig8_fair.png"),
-    PaperFigure(9, "Four ImageNet architectures in the paper: the two claims of figure 8 (see the notes below for the "
-                   "models here).", ("arch_evaluate",), "fig9_fair.png"),
+    PaperFigure(9, "Four ImageNet architectures in the paper (see the notes below for the models here): the LE claim of "
+                   "figure 8 (\"in each experiment\"); IROF is judged by figure 8's criterion, an extension (the paper's "
+                   "fig. 9 IROF claim is that all methods rank the four models alike).", ("arch_evaluate",),
+                "fig9_fair.png"),
     PaperFigure(10, f"Fidelity: {_claim('fidelity')}.", ("fidelity", "arch_fidelity", "lenet_verdicts:fig10-*"),
                 "fig10_fidelity*.png"),
     PaperFigure(11, f"Repair: {_claim('repair')}.", ("repair", "arch_repair", "lenet_verdicts:fig11-*"),
@@ -144,9 +146,14 @@ def index_page(reports: Path, pages: dict[str, str], params_file: Path = REPO / 
     if notes:
         lines += ["", notes]
     from . import per_example  # noqa: F401  (adds the earlier paper's claims to verdicts.CLAIMS)
+    from .agreement import CRITERION as AGREEMENT_CRITERION
+    from .sanity import FAIL_ABOVE, PASS_BELOW
 
     lines += ["", "**The claims and their criteria** (`src/causal_interp/verdicts.py`, the same words in every notebook):",
-              "", *[f"* **{CLAIMS[k]}**: {CRITERIA[k]}." for k in CLAIMS]]
+              "", *[f"* **{CLAIMS[k]}**: {CRITERIA[k]}." for k in CLAIMS],
+              f"* **`metric_agreement`, a property's claim** (`agreement.py`): {AGREEMENT_CRITERION}.",
+              f"* **`sanity_checks`**: passes when the 95% interval of the similarity between the two maps it compares "
+              f"lies below {PASS_BELOW}, fails when it lies above {FAIL_ABOVE}, and is not resolved otherwise."]
     other = [s for s in pages if s not in shown]
     lines += ["", "## The other stages", ""] + [f"* [{s}]({pages[s]})" for s in other]
     lines += ["", "Every class graph, interactively: [the graph explorer](graph_explorer.md)."]
@@ -199,7 +206,12 @@ def reading_notes(reports: Path) -> str:
         for model, s in rel["settings"]["models"].items():
             classes = "every class" if s.get("classes") is None else "class " + ", ".join(map(str, s["classes"]))
             runs.append(f"`{model}` {s['runs']} runs, {classes}, {'every layer' if not s.get('layers') else ', '.join(s['layers'])}")
-        notes.append("**Reliability (fig. 7):** the paper runs 1000 soft interventions; the rows above come from "
+        lv = _metrics(reports, "lenet_verdicts")
+        if lv and lv["settings"].get("reliability_runs"):
+            classes = lv["settings"].get("classes")
+            runs.append(f"the `lenet_verdicts` rows {lv['settings']['reliability_runs']} runs per class, "
+                        f"{'every digit' if classes is None else 'digits ' + ', '.join(map(str, classes))}, per seed")
+        notes.append("**Reliability (fig. 7):** the paper runs 1000 soft interventions; the `reliability` rows come from "
                      + "; ".join(runs) + ".")
     graphs = _metrics(reports, "arch_graphs")
     if graphs:
@@ -218,10 +230,6 @@ def reading_notes(reports: Path) -> str:
         if ev:
             line += (f"; fig. 9 scores {ev['settings']['examples_per_class']} evaluation examples per class of those "
                      "classes, so its intervals are wide")
-            pwl = [m for m, layer in ev["settings"]["layers"].items() if layer.endswith("conv_pwl")]
-            if pwl:
-                line += (f". {', '.join(f'`{m}`' for m in pwl)} takes its maps from a linear projection with no ReLU "
-                         "after it: its causal maps have either sign and are scored, like every map, as |a| / max|a|")
         notes.append(line + ".")
     for stage in ("evaluate_explanations", "arch_evaluate"):
         failed = (_metrics(reports, stage) or {}).get("failed_methods") or []
@@ -232,11 +240,11 @@ def reading_notes(reports: Path) -> str:
     if mwp:
         notes.append("**Fig. 8's IROF against MWP** (Excitation Backprop), the method the paper says the causal maps are "
                      "comparable to (the verdict compares with the best other method), fair protocol, the causal maps of "
-                     "each model's first layer in `evaluate_explanations.layers`, median [95% interval]: " + "; ".join(mwp) + ".")
+                     "the map layer listed first in `evaluate_explanations.layers`, median [95% interval]: " + "; ".join(mwp) + ".")
     fid = _metrics(reports, "arch_fidelity")
     if fid:
         classes = {m: len((_metrics(reports, m) or {}).get("per_class_accuracy", {})) for m in fid["models"]}
-        weak = [f"`{m}` {v['accuracy_unmasked']:.3f}" for m, v in fid["models"].items()
+        weak = [f"`{m}` {v['accuracy_unmasked']:.3f} (chance {1 / classes[m]:.2f})" for m, v in fid["models"].items()
                 if classes[m] and v["accuracy_unmasked"] < 2 / classes[m]]
         if weak:
             notes.append("**Below twice chance before any masking** (class accuracy on the graph classes, "
@@ -256,8 +264,6 @@ def reading_notes(reports: Path) -> str:
                      + ". The kit's own scores use one fair protocol for every method.")
     ran = {s: m["settings"] for s in ("sanity_checks", "metric_agreement") if (m := _metrics(reports, s))}
     if ran:
-        from .sanity import FAIL_ABOVE, PASS_BELOW
-
         def per_class(n) -> str:
             return ", ".join(f"`{k}` {v}" for k, v in n.items()) if isinstance(n, dict) else str(n)
 
@@ -267,25 +273,31 @@ def reading_notes(reports: Path) -> str:
         maps = ([f"{' and '.join(default)} from each model's default map layer, the last conv layer of its chain (for "
                  "ResNet18 not the layer of fig. 8's headline, which `evaluate_explanations.layers` sets)"]
                 if default else []) + chosen
-        notes.append("**Beyond the paper:** " + "; ".join(f"`{s}` {per_class(st['examples_per_class'])} examples per "
-                                                          "class" for s, st in ran.items())
-                     + ". Maps: " + "; ".join(maps) + f". A sanity check passes when the 95% interval of the similarity "
-                     f"between the two maps it compares lies below {PASS_BELOW}, fails when it lies above {FAIL_ABOVE}, "
-                     "and is not resolved otherwise.")
+        def examples(stage, st) -> str:
+            if stage == "sanity_checks" and "mprt_examples_per_class" in st:
+                return (f"{st['examples_per_class']} examples per class (random logit), {st['mprt_examples_per_class']} "
+                        f"(model randomisation, graphs rediscovered from {st.get('rediscover_examples')})")
+            return f"{per_class(st['examples_per_class'])} examples per class"
+
+        notes.append("**Beyond the paper:** " + "; ".join(f"`{s}` {examples(s, st)}" for s, st in ran.items())
+                     + ". Maps: " + "; ".join(maps) + ".")
     scored = {"evaluate_explanations": "the kit's maps (eq. 3) from the paired-test graphs, on evaluation examples of every "
                                        "class, against eight baselines",
               "authors_protocol": "the authors' map from the authors' graph (two-sample test with their fallback), on "
-                                  "digit 3, against the four baselines the authors scored and then every method",
+                                  "digit 3, against the four baselines the authors scored, then also against RISE (masks drawn per call, "
+                                  "and one fixed mask set to show the artefact)",
               "lenet_verdicts": "the authors' map from each kind of graph, on digit 3, against the four baselines the "
-                                "authors scored"}
+                                "authors scored, LE only"}
     scored = {s: v for s, v in scored.items() if _metrics(reports, s)}
     if len(scored) > 1:
         notes.append("**\"Fair protocol\"** names one way of scoring: every map |a| / max|a| per example, the same "
                      "seeded perturbations for every method, IROF as the area over the curve. What it scores differs by "
-                     "stage: " + "; ".join(f"`{s}` {v}" for s, v in scored.items()) + ".")
+                     "stage: " + "; ".join(f"`{s}` {v}" for s, v in scored.items()) + ". `evaluate_explanations` "
+                     "perturbs the model's standardised inputs, the other two raw pixels in [0, 1] (as the authors), so "
+                     "their LE values are not on one scale.")
     lv = _metrics(reports, "lenet_verdicts")
     if lv:
-        line = ("**What a number is where its row does not say:** a `lenet_verdicts` row gives the share of training seeds "
+        line = ("**What a row's number means when the row does not say:** a `lenet_verdicts` row gives the share of training seeds "
                 "for which the claim holds, and its fig. 8 rows judge the LE claim only, on "
                 f"{lv['settings'].get('le_examples')} examples of digit {lv['settings'].get('le_class')}")
         same = [f for f in sorted({r["figure"] for r in lv["rows"]}) if all(
@@ -293,15 +305,16 @@ def reading_notes(reports: Path) -> str:
                  if r["figure"] == f and r["seed"] == seed}) == 1 for seed in {r["seed"] for r in lv["rows"]})]
         if same:
             line += (f"; fig. {', '.join(map(str, same))} gives the same numbers on every kind of graph, seed by seed "
-                     "(its random and weight-magnitude controls do not use the graph, and its critical ranking orders "
-                     "every parent by mean effect, significant or not), so its rows agreeing across the graphs does not "
-                     "show robustness to the graph")
+                     "(its unmasked, random and weight-magnitude numbers do not use the graph, and the critical ranking "
+                     "takes the class accuracy to the same value on every graph), so the agreement of its rows across "
+                     "the graphs does not show robustness to the graph")
         if _metrics(reports, "metric_agreement"):
             line += ("; a `metric_agreement` row gives how many of the property's metrics rank the causal maps first")
         notes.append(line + ".")
     notes += ["**Graph density decides some verdicts:** see *Which test of significance, and why*; figure 7's "
               "\"holds\" is found on the default (dense) graphs.",
-              "**Repair (fig. 11):** class accuracy is what the paper plots; the all-class accuracy and the class's "
+              "**Repair (fig. 11):** class accuracy is the kit's reading of the paper's \"test accuracy ... on these "
+              "samples\" (the class studied); the all-class accuracy and the class's "
               "false-positive rate beside it, under the same masks, tell a repair from a bias towards the class."]
     return "**Reading the results.** What the numbers do not say by themselves:\n\n" + "\n".join(f"* {n}" for n in notes)
 
@@ -354,7 +367,7 @@ def default_test_markdown(reports: Path) -> str:
         f"committed graph {sum(committed.values())}; and the verdicts of "
         + (", ".join(f"fig. {f}" for f in changes) or "no figure")
         + " change when the same checks run on graphs of the authors' size. Those verdicts are therefore reported "
-        "for both kinds of graphs, and each one is read with the graphs it was found on.", "", *lines, ""])
+        "for every kind of graph, and each one is read with the graphs it was found on.", "", *lines, ""])
 
 
 def results_markdown(reports: Path, params_file: Path = REPO / "params.yaml") -> str:
