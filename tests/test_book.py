@@ -162,7 +162,7 @@ def test_the_default_test_paragraph_names_the_verdicts_that_change_with_the_grap
         {"graph_sizes": {"authors' committed graph": {"fc3": 13, "fc2": 8, "fc1": 8, "conv2": 3}}}))
     text = book.default_test_markdown(reports)
     assert "keeps 102 necessary parents over these layers, the authors' committed graph 32" in text
-    assert "the verdicts of fig. 7 change" in text
+    assert "the verdicts of fig. 7 (on the effect-size-floor graphs and the authors'-test graphs) change" in text
     assert "| paired test (the default) | 30 / 50 / 16 / 6 | holds (every seed) | holds (every seed) |" in text
     assert "| the authors' committed graph | 13 / 8 / 8 / 3 | | |" in text
 
@@ -206,7 +206,7 @@ def test_a_verdict_that_flips_differently_with_the_graphs_counts_as_a_change(tmp
         "seed 1 does not hold\n")
     (reports / "authors_protocol" / "metrics.json").write_text(json.dumps(
         {"graph_sizes": {"authors' committed graph": {"fc3": 13, "fc2": 8, "fc1": 8, "conv2": 3}}}))
-    assert "the verdicts of fig. 8 change" in book.default_test_markdown(reports)
+    assert "the verdicts of fig. 8 (on the effect-size-floor graphs) change" in book.default_test_markdown(reports)
 
 
 def test_the_reading_notes_come_from_what_the_stages_recorded(tmp_path):
