@@ -146,20 +146,25 @@ def test_headline_rows_gather_verdicts_and_published_numbers_less_the_sub_number
     assert not (reports / ".summary.new").exists() and not (reports / ".summary.old").exists()
 
 
+def lenet_verdicts_reports(reports: Path, rows: list, stability: str) -> None:
+    """The two reports default_test_markdown reads: lenet_verdicts' rows and verdicts across seeds, and the authors'
+    committed graph from authors_protocol."""
+    (reports / "lenet_verdicts").mkdir(parents=True)
+    (reports / "authors_protocol").mkdir()
+    (reports / "lenet_verdicts" / "metrics.json").write_text(json.dumps({"settings": {"le_class": 3}, "rows": rows}))
+    (reports / "lenet_verdicts" / "stability.csv").write_text("figure,protocol,verdict across seeds\n" + stability)
+    (reports / "authors_protocol" / "metrics.json").write_text(json.dumps(
+        {"graph_sizes": {"authors' committed graph": {"fc3": 13, "fc2": 8, "fc1": 8, "conv2": 3}}}))
+
+
 def test_the_default_test_paragraph_names_the_verdicts_that_change_with_the_graphs(tmp_path):
     reports = tmp_path / "reports"
     assert book.default_test_markdown(reports) == ""                    # not run yet: nothing to say
-    (reports / "lenet_verdicts").mkdir(parents=True)
-    (reports / "authors_protocol").mkdir()
     rows = [{"seed": 0, "protocol": p, "figure": 7, "graph_sizes": {"3": s}}
             for p, s in (("kit", [30, 50, 16, 6, 1]), ("floor", [14, 11, 9, 5, 1]), ("authors", [8, 2, 14, 5, 1]))]
-    (reports / "lenet_verdicts" / "metrics.json").write_text(json.dumps({"settings": {"le_class": 3}, "rows": rows}))
-    (reports / "lenet_verdicts" / "stability.csv").write_text(
-        "figure,protocol,verdict across seeds\n7,kit,holds (every seed)\n7,floor,does not hold (every seed)\n"
-        "7,authors,does not hold (every seed)\n10,kit,holds (every seed)\n10,floor,holds (every seed)\n"
-        "10,authors,holds (every seed)\n")
-    (reports / "authors_protocol" / "metrics.json").write_text(json.dumps(
-        {"graph_sizes": {"authors' committed graph": {"fc3": 13, "fc2": 8, "fc1": 8, "conv2": 3}}}))
+    lenet_verdicts_reports(reports, rows, "7,kit,holds (every seed)\n7,floor,does not hold (every seed)\n"
+                           "7,authors,does not hold (every seed)\n10,kit,holds (every seed)\n10,floor,holds (every seed)\n"
+                           "10,authors,holds (every seed)\n")
     text = book.default_test_markdown(reports)
     assert "keeps 102 necessary parents over these layers, the authors' committed graph 32" in text
     assert "the verdicts of fig. 7 (on the effect-size-floor graphs and the authors'-test graphs) change" in text
@@ -196,16 +201,10 @@ def test_fig11_rows_put_the_class_accuracy_first_and_say_its_verdict_once_per_mo
 
 def test_a_verdict_that_flips_differently_with_the_graphs_counts_as_a_change(tmp_path):
     reports = tmp_path / "reports"
-    (reports / "lenet_verdicts").mkdir(parents=True)
-    (reports / "authors_protocol").mkdir()
     rows = [{"seed": 0, "protocol": p, "figure": 8, "graph_sizes": {"3": [1, 1, 1, 1]}} for p in book.PROTOCOL_NAMES]
-    (reports / "lenet_verdicts" / "metrics.json").write_text(json.dumps({"settings": {"le_class": 3}, "rows": rows}))
-    (reports / "lenet_verdicts" / "stability.csv").write_text(
-        "figure,protocol,verdict across seeds\n8,kit,flips with the seed: seed 0 holds; seed 1 does not hold\n"
-        "8,floor,flips with the seed: seed 0 does not hold; seed 1 holds\n8,authors,flips with the seed: seed 0 holds; "
-        "seed 1 does not hold\n")
-    (reports / "authors_protocol" / "metrics.json").write_text(json.dumps(
-        {"graph_sizes": {"authors' committed graph": {"fc3": 13, "fc2": 8, "fc1": 8, "conv2": 3}}}))
+    lenet_verdicts_reports(reports, rows, "8,kit,flips with the seed: seed 0 holds; seed 1 does not hold\n"
+                           "8,floor,flips with the seed: seed 0 does not hold; seed 1 holds\n"
+                           "8,authors,flips with the seed: seed 0 holds; seed 1 does not hold\n")
     assert "the verdicts of fig. 8 (on the effect-size-floor graphs) change" in book.default_test_markdown(reports)
 
 
