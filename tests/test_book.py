@@ -82,8 +82,8 @@ def test_a_stage_pattern_takes_only_the_matching_summary_rows(tmp_path):
     reports = fake_reports(tmp_path)
     (reports / "reliability" / "summary" / "fig8-kit.json").write_text(json.dumps(
         {"what": "LE", "ours": 0.5, "paper": None, "verdict": "holds (every seed)"}))
-    assert [r["what"] for r in book.summary_rows(reports, "reliability:fig8-*")] == ["LE"]
-    assert len(book.summary_rows(reports, "reliability")) == 2
+    assert [json.loads(p.read_text())["what"] for p in book.summary_files(reports, "reliability:fig8-*")] == ["LE"]
+    assert len(book.summary_files(reports, "reliability")) == 2
 
 
 def test_every_class_graph_gets_an_interactive_page(tmp_path):

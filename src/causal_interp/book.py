@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import os
 import re
@@ -78,11 +79,6 @@ def summary_files(reports: Path, stage: str) -> list[Path]:
     """The summary files (reporting.write_summary) of `stage` or "stage:pattern": per model, fig. 11's class row first."""
     stage, _, pattern = stage.partition(":")
     return sorted((reports / stage / "summary").glob(f"{pattern or '*'}.json"), key=lambda p: _row_key(p.stem))
-
-
-def summary_rows(reports: Path, stage: str) -> list[dict]:
-    """The headline rows of `stage` or "stage:pattern", in `summary_files` order."""
-    return [json.loads(p.read_text()) for p in summary_files(reports, stage)]
 
 
 def stage_lines(reports: Path, stages) -> list[str]:
@@ -199,40 +195,41 @@ def reading_notes(reports: Path) -> str:
     protocol comes to the published numbers. The README's results block and the book's index both show it."""
     from .protocols import PUBLISHED
 
+    metrics = functools.cache(functools.partial(_metrics, reports))   # each stage's metrics.json read once
     notes = []
-    rel = _metrics(reports, "reliability")
+    rel = metrics("reliability")
     if rel:
         runs = []
         for model, s in rel["settings"]["models"].items():
             classes = "every class" if s.get("classes") is None else "class " + ", ".join(map(str, s["classes"]))
             runs.append(f"`{model}` {s['runs']} runs, {classes}, {'every layer' if not s.get('layers') else ', '.join(s['layers'])}")
-        lv = _metrics(reports, "lenet_verdicts")
+        lv = metrics("lenet_verdicts")
         if lv and lv["settings"].get("reliability_runs"):
             classes = lv["settings"].get("classes")
             runs.append(f"the `lenet_verdicts` rows {lv['settings']['reliability_runs']} runs per class, "
                         f"{'every digit' if classes is None else 'digits ' + ', '.join(map(str, classes))}, per seed")
         notes.append("**Reliability (fig. 7):** the paper runs 1000 soft interventions; the `reliability` rows come from "
                      + "; ".join(runs) + ".")
-    graphs = _metrics(reports, "arch_graphs")
+    graphs = metrics("arch_graphs")
     if graphs:
         models = graphs["settings"]["models"]
-        trained = {m: _metrics(reports, m) for m in models}
+        trained = {m: metrics(m) for m in models}
         how = "; ".join(f"`{m}` {t['dataset']} {t['image_size']}×{t['image_size']} px, {t['epochs']} epochs, "
                         f"{'ImageNet weights' if t.get('pretrained') else 'from scratch'}"
                         for m, t in trained.items() if t)
-        names = (_metrics(reports, models[0]) or {}).get("per_class_accuracy", {})
+        names = (trained[models[0]] or {}).get("per_class_accuracy", {})
         classes = [f"{k} ({list(names)[k]})" if k < len(names) else str(k) for k in graphs["settings"]["classes"] or []]
         line = (f"**The architectures (figs. 9–11):** the paper uses ImageNet-pretrained models on ImageNet; here: "
                 f"{how}; so their accuracies are modest (see the trained models). Their graphs cover class"
                 f"{'es' if len(classes) > 1 else ''} {', '.join(classes) or 'all'} with "
                 f"{graphs['settings']['examples_per_class']} examples each")
-        ev = _metrics(reports, "arch_evaluate")
+        ev = metrics("arch_evaluate")
         if ev:
             line += (f"; fig. 9 scores {ev['settings']['examples_per_class']} evaluation examples per class of those "
                      "classes, so its intervals are wide")
         notes.append(line + ".")
     for stage in ("evaluate_explanations", "arch_evaluate"):
-        failed = (_metrics(reports, stage) or {}).get("failed_methods") or []
+        failed = (metrics(stage) or {}).get("failed_methods") or []
         if failed:
             notes.append(f"**Left out in `{stage}`** (the method raised an error; recorded in its metrics.json): "
                          + "; ".join(f"{f['method']} on `{f['model']}` (\"{f['error'].split('. ')[0]}\")" for f in failed) + ".")
@@ -241,16 +238,16 @@ def reading_notes(reports: Path) -> str:
         notes.append("**Fig. 8's IROF against MWP** (Excitation Backprop), the method the paper says the causal maps are "
                      "comparable to (the verdict compares with the best other method), fair protocol, the causal maps of "
                      "the map layer listed first in `evaluate_explanations.layers`, median [95% interval]: " + "; ".join(mwp) + ".")
-    fid = _metrics(reports, "arch_fidelity")
+    fid = metrics("arch_fidelity")
     if fid:
-        classes = {m: len((_metrics(reports, m) or {}).get("per_class_accuracy", {})) for m in fid["models"]}
+        classes = {m: len((metrics(m) or {}).get("per_class_accuracy", {})) for m in fid["models"]}
         weak = [f"`{m}` {v['accuracy_unmasked']:.3f} (chance {1 / classes[m]:.2f})" for m, v in fid["models"].items()
                 if classes[m] and v["accuracy_unmasked"] < 2 / classes[m]]
         if weak:
             notes.append("**Below twice chance before any masking** (class accuracy on the graph classes, "
                          "`arch_fidelity`): " + ", ".join(weak) + f"; {'its' if len(weak) == 1 else 'their'} figs. 10-11 rows "
                          "say little.")
-    ap = _metrics(reports, "authors_protocol")
+    ap = metrics("authors_protocol")
     if ap and "reproduction_bar" in ap:
         le = {r["method"]: r["median"] for r in ap["medians"] if r["protocol"] == "authors" and r["metric"] == "LE"}
         factors = [le[m] / v for m, v in PUBLISHED["LE"].items() if m in le]
@@ -262,7 +259,7 @@ def reading_notes(reports: Path) -> str:
                      + (f"; the LE medians themselves are {min(factors):.1f}-{max(factors):.1f} times the published ones"
                         if factors else "")
                      + ". The kit's own scores use one fair protocol for every method.")
-    ran = {s: m["settings"] for s in ("sanity_checks", "metric_agreement") if (m := _metrics(reports, s))}
+    ran = {s: m["settings"] for s in ("sanity_checks", "metric_agreement") if (m := metrics(s))}
     if ran:
         def per_class(n) -> str:
             return ", ".join(f"`{k}` {v}" for k, v in n.items()) if isinstance(n, dict) else str(n)
@@ -288,14 +285,14 @@ def reading_notes(reports: Path) -> str:
                                   "and one fixed mask set to show the artefact)",
               "lenet_verdicts": "the authors' map from each kind of graph, on digit 3, against the four baselines the "
                                 "authors scored, LE only"}
-    scored = {s: v for s, v in scored.items() if _metrics(reports, s)}
+    scored = {s: v for s, v in scored.items() if metrics(s)}
     if len(scored) > 1:
         notes.append("**\"Fair protocol\"** names one way of scoring: every map |a| / max|a| per example, the same "
                      "seeded perturbations for every method, IROF as the area over the curve. What it scores differs by "
                      "stage: " + "; ".join(f"`{s}` {v}" for s, v in scored.items()) + ". `evaluate_explanations` "
                      "perturbs the model's standardised inputs, the other two raw pixels in [0, 1] (as the authors), so "
                      "their LE values are not on one scale.")
-    lv = _metrics(reports, "lenet_verdicts")
+    lv = metrics("lenet_verdicts")
     if lv:
         line = ("**What a row's number means when the row does not say:** a `lenet_verdicts` row gives the share of training seeds "
                 "for which the claim holds, and its fig. 8 rows judge the LE claim only, on "
@@ -308,7 +305,7 @@ def reading_notes(reports: Path) -> str:
                      "(its unmasked, random and weight-magnitude numbers do not use the graph, and the critical ranking "
                      "takes the class accuracy to the same value on every graph), so the agreement of its rows across "
                      "the graphs does not show robustness to the graph")
-        if _metrics(reports, "metric_agreement"):
+        if metrics("metric_agreement"):
             line += ("; a `metric_agreement` row gives how many of the property's metrics rank the causal maps first")
         notes.append(line + ".")
     notes += ["**Graph density decides some verdicts:** see *Which test of significance, and why*; figure 7's "
