@@ -1,5 +1,8 @@
 # Entry points (see README):
-#   make repro   set up the environment, fetch and verify the data, run the whole pipeline (dvc repro)
+#   make repro   set up the environment, fetch and verify the data, restore the trained models from the bundled DVC
+#                remote (dvc pull), run the whole pipeline (dvc repro: only what is missing or stale)
+#   make status  the stages whose recorded run differs from the code on main, with what changed and an estimate
+#   make book    the offline HTML book (reports/book/index.html) from the committed reports, in about a minute
 #   make test    set up the environment, run the tests (what .ci/run calls)
 #   make smoke   every stage of dvc.yaml on tiny subsets of the real data, into .cache/smoke (reports/ untouched)
 #   make paper   every stage at the paper's sizes (profiles.paper), into runs/paper (reports/ untouched; months on a CPU)
@@ -14,7 +17,7 @@ REPAIR ?=
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup data repro test test-book smoke paper notebooks readme
+.PHONY: setup data repro status push-models book test test-book smoke paper notebooks readme
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,7 +32,17 @@ data: setup
 
 repro: data
 	$(BIN)/python -m causal_interp.pipeline --check
+	$(BIN)/dvc pull --allow-missing
 	$(BIN)/dvc repro
+
+# which stages are stale (their recorded dependencies differ from the files on main), since when, and their cost
+status: setup
+	$(BIN)/python -m causal_interp.staleness
+
+# after a stage trained a model: copy it into the bundled remote (dvc-store/, committed with git)
+push-models: setup
+	$(BIN)/dvc push
+	git add dvc-store
 
 test: setup
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not browser"
@@ -45,6 +58,10 @@ smoke: data
 
 paper: data
 	$(BIN)/python -m causal_interp.pipeline --all --profile paper --root runs/paper
+
+# the offline HTML book (reports/book/, not in git) from the committed notebooks, with the stale stages marked
+book: setup
+	$(BIN)/python -m causal_interp.book
 
 # the README's results block, from the committed reports' summary rows
 readme: setup

@@ -27,7 +27,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from causal_interp import config, data, models, pipeline, training  # noqa: E402
+from causal_interp import config, data, models, training  # noqa: E402
 
 TRAIN_SIZE = {"mnist": 60_000, "cifar10": 50_000}
 
@@ -67,20 +67,21 @@ def main(argv=None) -> int:
         steps = -(-size // cfg.batch_size) if size else None        # batches in an epoch of the full training set
         t0 = time.perf_counter()
         row = {"section": section, "model": cfg.model, "image_size": cfg.image_size, "batch_size": cfg.batch_size,
-               "epochs": cfg.epochs, "bf16_set": cfg.bf16, "batches_timed": args.batches}
+               "epochs": cfg.epochs, "bf16_set": cfg.bf16, "bf16_used": training.use_bf16(cfg.bf16),
+               "batches_timed": args.batches}
         for name, bf16 in (("float32", False), ("bf16", True)):
             s = seconds_per_batch(cfg, ds, bf16, args.batches)
             row[f"{name}_seconds_per_batch"] = s
             row[f"{name}_epoch_minutes"] = s * steps / 60 if steps else None
         row["bf16_over_float32"] = row["bf16_seconds_per_batch"] / row["float32_seconds_per_batch"]
-        epoch = row[f"{'bf16' if cfg.bf16 else 'float32'}_epoch_minutes"]
+        epoch = row[f"{'bf16' if row['bf16_used'] else 'float32'}_epoch_minutes"]
         row["stage_training_minutes"] = epoch * cfg.epochs if steps else None
         rows.append(row)
         print(f"{section:24s} {cfg.model:18s} {cfg.image_size:4d} px  float32 {row['float32_seconds_per_batch']:6.2f} "
               f"s/batch  bf16 {row['bf16_seconds_per_batch']:6.2f} s/batch  (x{row['bf16_over_float32']:.2f}); "
               + (f"{epoch:.1f} min/epoch as set" if steps else "no epoch projection") +
               f"; {time.perf_counter() - t0:.0f} s", flush=True)
-    result = {"profile": args.profile, "machine": {**training.machine(), "native_bf16": pipeline.cpu_native_bf16()},
+    result = {"profile": args.profile, "machine": {**training.machine(), "native_bf16": training.cpu_native_bf16()},
               "note": "epoch and stage minutes are projected from the timed batches (training loop only, no test "
                       "pass); the stage's own time adds its evaluation and reports",
               "sections": rows}

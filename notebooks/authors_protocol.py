@@ -36,63 +36,47 @@
 # Examples: correctly classified test 3s, 100 from the discovery half for the graph and 100 from the evaluation half for
 # the scores (the authors drew 100 test 3s for each). Interventions: hard (the authors set the edge weights to the
 # constant u = 0, which is beta = 0).
+#
+# The graphs and scores come from the compute stage `compute_authors_protocol` (`notebooks/compute/authors_protocol.py`),
+# which wrote them to `results/authors_protocol/`; this notebook only reads them and draws the tables, figures and
+# verdicts, so editing it re-runs no compute.
 
 # %% tags=["parameters"]
 # parameters (papermill replaces these with params.yaml's authors_protocol section)
 stage = "authors_protocol"
 params = {"seed": 0, "data": {"root": "data"}, "authors_protocol": {"examples": 12, "le_samples": 2, "rise_masks": 16, "bootstrap": 50}}
 out_dir = "reports/authors_protocol"
-reports_dir = "reports"
-models_dir = "models"
-checkpoint_dir = ".cache/checkpoints"
+results_dir = "results"
 
 
 # %%
-import dataclasses, json, re
+import dataclasses, json
 from pathlib import Path
 
 import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
 
-from causal_interp import baselines, config, data, discovery, models, plotting, protocols, reporting, training, verdicts
-from causal_interp.progress import progress
+from causal_interp import config, plotting, protocols, reporting, verdicts
 
 cfg = config.from_dict(protocols.ProtocolConfig, params[stage], stage)
-data_cfg = config.data_config(params)
 out, figs = reporting.output_dirs(out_dir)
-training.set_threads(cfg.threads)
-model_path = Path(models_dir) / f"{cfg.model}.pt"
-info = models.model_info(model_path)                                   # missing model stops here
-discovery.check_classes([cfg.class_index], info["num_classes"])        # class index out of range stops here
-model = models.load_model(model_path)
-discovery.layer_chain(model, [cfg.parent_layer, cfg.layer])            # unknown layers stop here
-halves = data.load_halves(info, data_cfg)
-raw = protocols.RawPixels(model, halves.data.mean, halves.data.std)
+results = Path(results_dir) / stage
+run = json.loads((results / "run.json").read_text())                # written by compute_authors_protocol
 k = cfg.class_index
 print(cfg)
 
 # %% [markdown]
 # ## The graph: both tests, with and without the authors' fallback and an effect-size floor
-# Necessary parents per layer of the class graph, discovered on the same correctly classified discovery examples, against the authors' committed digit-3 graph (`output/MNIST/class_3/LeNet_causal_graph.pkl`: fc3 13, fc2 8, fc1 8, conv2 3). The paper speaks of 8 relevant conv2 nodes: the necessary parents at fc1.
+# Necessary parents per layer of the class graph, discovered on the same correctly classified discovery examples, against the authors' committed digit-3 graph (`output/MNIST/class_3/LeNet_causal_graph.pkl`: fc3 13, fc2 8, fc1 8, conv2 3). The paper speaks of 8 relevant conv2 nodes: the necessary parents at fc1. The graphs themselves are in `results/authors_protocol/graphs/`.
 
 # %%
-xd, yd = halves.x[halves.discovery], halves.y[halves.discovery]
-idx = discovery.class_examples(model, xd, yd, k, cfg.examples, correct_only=cfg.correct_only)
-variants = protocols.graph_variants(cfg.floors)
-graphs, rows = {}, []
-for name, kw in progress(variants.items(), total=len(variants), desc="graph variants", unit="graph"):
-    g = discovery.discover_class_graph(model, xd[idx], k, class_name=halves.data.classes[k], **kw)
-    g.examples = idx.tolist()
-    graphs[name] = g
-    g.save(out / "graphs" / (re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") + ".json"))
-    rows.append({"graph": name, **protocols.graph_sizes_against_authors(g),
-                 "fallback used at": ", ".join(lg.layer for lg in g.layers if lg.fallback) or "-"})
+rows = pd.read_csv(results / "graph_sizes.csv", keep_default_na=False).to_dict(orient="records")
 rows.append({"graph": "authors' committed graph", **protocols.AUTHORS_GRAPH, "fallback used at": "?"})
 sizes = pd.DataFrame(rows).set_index("graph")
 sizes.to_csv(out / "graph_sizes.csv")
-display(Markdown(f"**Necessary parents per layer, class {k}, {len(idx)} discovery examples** (parents per layer: "
-                 f"{ {lg.layer: lg.n_parents for lg in graphs['paired'].layers} })"))
+display(Markdown(f"**Necessary parents per layer, class {k}, {run['examples']['discovery']} discovery examples** (parents per layer: "
+                 f"{ run['parents_per_layer']['paired'] })"))
 display(sizes)
 
 # %%
@@ -108,24 +92,13 @@ plotting.save(fig, figs / "graph_sizes.png");
 # The causal maps come from the authors-protocol graph (two-sample + fallback). The baselines are quantus 0.1.3's captum calls: Integrated Gradients with 10 steps, GradientShap with 5 samples, both from a zero baseline. Under the fair protocol RISE is scored twice: with one mask set for every call (so an input and its LE perturbation share masks) and with masks drawn per call.
 
 # %%
-xe, ye = halves.x[halves.evaluation], halves.y[halves.evaluation]
-ie = discovery.class_examples(model, xe, ye, k, cfg.examples, correct_only=cfg.correct_only)
-x01 = halves.data.x_test[halves.evaluation][ie].float().numpy() / 255.0      # raw pixels, as the authors' model read them
-y = ye[ie].numpy()
-authors_graph = graphs["authors: two-sample + fallback"]
-base = baselines.BaselineConfig(ig_steps=cfg.ig_steps, shap_samples=cfg.shap_samples, rise_masks=cfg.rise_masks, seed=cfg.seed)
-methods = {"Causal": protocols.AuthorsCausalExplainer(raw, {k: authors_graph}, cfg.layer, cfg.parent_layer),
-           **{m: baselines.explainer(m, raw, base) for m in protocols.AUTHORS_METHODS[1:]},
-           "RISE (fixed masks)": baselines.explainer("RISE", raw, dataclasses.replace(base, rise_per_call=False)),
-           "RISE (masks per call)": baselines.explainer("RISE", raw, base)}
-bar = progress(total=len(protocols.AUTHORS_METHODS) + 1 + 2 * len(methods), desc="scores", unit="metric")
-scores = pd.DataFrame(protocols.score_methods(methods, raw, x01, y, cfg, bar=bar)); bar.close()
-scores.to_csv(out / "scores.csv", index=False)
+scores = pd.read_csv(results / "scores.csv")
+n_eval = run["examples"]["evaluation"]
 table = protocols.medians(scores, cfg)
 table.to_csv(out / "medians.csv", index=False)
 comparison = protocols.comparison_table(table)
 comparison.to_csv(out / "published_vs_protocols.csv", index=False)
-display(Markdown(f"**Published vs authors protocol vs fair protocol**, LeNet/MNIST digit {k}: medians over {len(y)} evaluation "
+display(Markdown(f"**Published vs authors protocol vs fair protocol**, LeNet/MNIST digit {k}: medians over {n_eval} evaluation "
                  f"examples with bootstrap 95% intervals. The authors' IROF is the median of their batch means (batches of {cfg.batch}), "
                  f"as in their CSV; it is an area under the curve and sits in its own rows, apart from the fair area over the curve."))
 display(comparison)
@@ -160,10 +133,10 @@ fair = {r.method: (r["median"], r.ci_low, r.ci_high) for _, r in table[(table.pr
 fair_irof_summary = {r.method: (r["median"], r.ci_low, r.ci_high) for _, r in
                      table[(table.protocol == "fair") & (table.metric == "IROF_AOC")].iterrows()}
 rank = 1 + sum(fair[m][0] < fair["Causal"][0] for m in protocols.AUTHORS_METHODS)
-fair_name = f"fair protocol ({len(y)} examples, the methods the authors scored)"
+fair_name = f"fair protocol ({n_eval} examples, the methods the authors scored)"
 fair_le_verdict = verdicts.le_verdict({m: fair[m] for m in protocols.AUTHORS_METHODS}, fair_name)
-fair_le_verdict_all = verdicts.le_verdict(fair, f"fair protocol ({len(y)} examples, every method)")
-fair_irof_verdict = verdicts.irof_verdict(fair_irof_summary, f"fair protocol ({len(y)} examples, every method), IROF as area over the curve", len(y))
+fair_le_verdict_all = verdicts.le_verdict(fair, f"fair protocol ({n_eval} examples, every method)")
+fair_irof_verdict = verdicts.irof_verdict(fair_irof_summary, f"fair protocol ({n_eval} examples, every method), IROF as area over the curve", n_eval)
 ratios = ", ".join(f"{m} {r['ours']:.1f} (published {r['published']:.1f})" for m, r in bar_check["ratios"].items())
 lines = [
     f"* **The published numbers reproduce under the authors' protocol: {'yes' if bar_check['met'] else 'NO'}.** "
@@ -184,7 +157,7 @@ lines = [
     f"so the map barely moves: that low LE is an artefact of the seed, not stability.",
     f"* **Fair IROF:** {fair_irof_verdict.sentence()}",
 ]
-metrics = {"settings": dataclasses.asdict(cfg), "examples": {"discovery": len(idx), "evaluation": len(y)},
+metrics = {"settings": dataclasses.asdict(cfg), "examples": run["examples"],
            "graph_sizes": sizes.drop(columns="fallback used at").to_dict(orient="index"),
            "reproduction_bar": bar_check, "fair_le_verdict_authors_methods": dataclasses.asdict(fair_le_verdict),
            "fair_le_verdict_all_methods": dataclasses.asdict(fair_le_verdict_all),

@@ -25,19 +25,23 @@
 # reference that uses one deep-copied model per intervention and one example per forward pass. It is fast because it caches
 # every activation once, computes the changed output of the intervened layer for all parents in one grouped convolution
 # (the layer is linear in its weights), and runs only the downstream part of the network on a parents × examples batch.
+#
+# The graphs were discovered by the compute stage `compute_<stage>` (`compute_discover_graphs` / `compute_arch_graphs`,
+# `notebooks/compute/discover_graphs.py`), which wrote them to `results/<graphs_dir>/` and its timings and figure-3
+# effects to `results/<stage>/`; this notebook only reads and draws them, so editing it re-runs no compute (figures 5
+# and 6 recompute the responses of a handful of examples through the model, seconds).
 
 # %% tags=["parameters"]
 # parameters (papermill replaces these with params.yaml's discover_graphs section)
 stage = "discover_graphs"
 params = {"seed": 0, "data": {"root": "data"}, "discover_graphs": {"models": ["train_lenet"], "classes": [3], "examples_per_class": 20}}
 out_dir = "reports/discover_graphs"
-reports_dir = "reports"
+results_dir = "results"
 models_dir = "models"
-checkpoint_dir = ".cache/checkpoints"
 
 
 # %%
-import dataclasses, hashlib, json
+import dataclasses, json
 from pathlib import Path
 
 import numpy as np
@@ -46,58 +50,38 @@ import torch
 from IPython.display import Markdown, display
 from skimage.feature import peak_local_max
 
-from causal_interp import config, data, discovery, explanations, interventions, models, plotting, reporting, training
+from causal_interp import config, data, discovery, explanations, interventions, models, plotting, reporting
 
 cfg = config.from_dict(discovery.DiscoveryConfig, params[stage], stage)
 data_cfg = config.data_config(params)
 out, figs = reporting.output_dirs(out_dir)
-graphs_dir = out.parent / cfg.graphs_dir
-training.set_threads(cfg.threads)
+computed = Path(results_dir) / stage
+run = json.loads((computed / "discovery.json").read_text())      # written by compute_<stage>
+graphs_dir = Path(results_dir) / run["graphs_dir"]
 model_paths = {m: Path(models_dir) / f"{m}.pt" for m in cfg.models}
-infos = {m: models.model_info(p) for m, p in model_paths.items()}   # missing model file stops here
-for m, info in infos.items():
-    discovery.check_classes(cfg.classes, info["num_classes"])        # class index out of range stops here
-    discovery.check_classes([cfg.figure_class], info["num_classes"])
-    data.check_present(data_cfg, info["dataset"])
-    discovery.layer_chain(models.load_model(model_paths[m]), cfg.layers.get(m))  # unknown layer names stop here
+missing = [m for m in cfg.models if m not in run["models"]]
+if missing:
+    raise FileNotFoundError(f"{computed / 'discovery.json'} has no graphs of {missing}; run compute_{stage} first")
 print(cfg)
 
 
 # %% [markdown]
 # ## Discovery
-# Graphs are cached per class under `.cache/graphs/` (keyed by the model's hash and the settings), so an interrupted run resumes where it stopped.
+# The graphs were cached per class under `.cache/graphs/` (keyed by the model's hash and the settings) by the compute
+# stage, so an interrupted discovery resumed where it stopped. Here they are read back from `results/`.
 
 # %%
-def file_md5(path):
-    return hashlib.md5(Path(path).read_bytes()).hexdigest()
-
-results, examples, timing = {}, {}, {}
+results, examples = {}, {}
 for m in cfg.models:
-    info = infos[m]
+    info = models.model_info(model_paths[m])
+    results[m] = {}
+    for test, seconds in run["models"][m]["this_run_seconds_per_class"].items():
+        files = discovery.graph_files(graphs_dir / m / test, [int(c) for c in seconds])
+        results[m][test] = {k: (discovery.ClassGraph.load(p), seconds[str(k)]) for k, p in files.items()}
+        print(f"{m} ({info['name']} on {info['dataset']}), {test} test: {len(files)} class graphs")
     model = models.load_model(model_paths[m])
     halves = data.load_halves(info, data_cfg)
-    ds, x, y = halves.data, halves.x[halves.discovery], halves.y[halves.discovery]
-    classes = discovery.check_classes(cfg.classes, info["num_classes"])
-    results[m] = {}
-    for test in [cfg.test] + ([cfg.compare_test] if cfg.compare_test and cfg.compare_test != cfg.test else []):
-        settings = dict(dataclasses.asdict(cfg), test=test, model_md5=file_md5(model_paths[m]),
-                        split=[data_cfg.discovery_fraction, data_cfg.split_seed])
-        for k in ("classes", "models", "compare_test", "figure_class", "threads", "max_batch", "graphs_dir"):
-            settings.pop(k)
-        for k, default in (("min_effect", 0.0), ("fallback", False)):    # keys of graphs found before these existed
-            if settings[k] == default:
-                settings.pop(k)
-        key = f"{m}-{hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]}"
-        print(f"== {m} ({info['name']} on {info['dataset']}), test = {test}")
-        results[m][test] = discovery.discover_all(
-            model, x, y, classes, ds.classes, cfg.examples_per_class, cfg.intervention_obj(), test, cfg.alpha,
-            cfg.layers.get(m), cache_dir=Path(checkpoint_dir).parent / "graphs", key=key,
-            max_batch=cfg.max_batch, correct_only=cfg.correct_only, desc=f"{m} graphs ({test} test)",
-            min_effect=cfg.min_effect if test == "paired" else 0.0, fallback=cfg.fallback)
-        for k, (g, _) in results[m][test].items():
-            g.model = f"{info['name']} ({m})"
-            g.save(graphs_dir / m / test / f"class_{k}.json")
-    examples[m] = (model, ds, x, y)
+    examples[m] = (model, halves.data, halves.x[halves.discovery], halves.y[halves.discovery])
 
 # %% [markdown]
 # ## Graph sizes per layer and class
@@ -128,11 +112,9 @@ k = cfg.figure_class   # validated: one of cfg.classes, and a class of every mod
 for m in results:
     model, ds, x, y = examples[m]
     g = results[m][cfg.test][k][0]
-    idx = discovery.class_examples(model, x, y, k, cfg.examples_per_class, correct_only=cfg.correct_only)
-    traced = interventions.TracedModel(model); traced.cache(x[idx])
-    effects = {lg.layer: interventions.treatment_effects(traced, lg.layer, k, lg.targets, cfg.intervention_obj(),
-                                                         max_batch=cfg.max_batch).numpy()
-               for lg in g.layers[:6] if lg.targets}
+    saved = run["models"][m]["fig3_effects"]                        # the effects measured by compute_<stage>
+    arrays = np.load(computed / saved["file"])
+    effects = {layer: arrays[f"layer_{i}"] for i, layer in enumerate(saved["layers"])}
     fig = plotting.effect_distributions(effects, g, title=f"{m}: effects for class {ds.classes[k]} ({cfg.test} test)")
     plotting.save(fig, figs / f"fig3_effects_{m}.png")
 
@@ -217,7 +199,7 @@ for m in results:
 
 # %%
 metrics = {"settings": {k_: v for k_, v in dataclasses.asdict(cfg).items() if k_ != "threads"},
-           "torch_threads": torch.get_num_threads(), "models": {}}
+           "torch_threads": run["torch_threads"], "models": {}}
 lines, headline = [], {}
 for m in results:
     per_test = {}

@@ -19,6 +19,10 @@
 # Stage `evaluate_explanations` makes the paper's figure 8 (LeNet/MNIST, ResNet18/CIFAR-10); stage `arch_evaluate` runs the same
 # notebook on the four architectures and makes figure 9.
 #
+# The maps and scores come from the compute stage `compute_<stage>` (`compute_evaluate_explanations` or
+# `compute_arch_evaluate`, notebook `notebooks/compute/evaluate_explanations.py`), which wrote them to `results/<stage>/`;
+# this notebook only reads them and draws the figures, medians and verdicts, so editing it re-runs no compute.
+#
 # The causal maps are compared with eight attribution methods on the **evaluation half** of the test set, which the graphs
 # never saw. The causal method is a Quantus explanation function (`causal_interp.evaluation.CausalExplainer`): for an input of
 # class *k* it takes the class-*k* graph from `discover_graphs`, computes the causal responses (eq. 3) of the graph's nodes at one
@@ -46,13 +50,11 @@ stage = "evaluate_explanations"
 params = {"seed": 0, "data": {"root": "data"}, "evaluate_explanations": {"models": ["train_lenet"], "classes": [3],
           "examples_per_class": 2, "correct_only": False, "le_samples": 2, "baselines": {"rise_masks": 16}}}
 out_dir = "reports/evaluate_explanations"
-reports_dir = "reports"
-models_dir = "models"
-checkpoint_dir = ".cache/checkpoints"
+results_dir = "results"
 
 
 # %%
-import dataclasses, hashlib, json, time, warnings
+import dataclasses, json
 from pathlib import Path
 
 import numpy as np
@@ -60,105 +62,66 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
 
-from causal_interp import baselines, config, evaluation, masking, models, plotting, reporting, training, verdicts
+from causal_interp import config, evaluation, plotting, reporting, verdicts
 
-warnings.filterwarnings("ignore", category=UserWarning)   # captum's hook notices, torchray's non-leaf .grad notice
 cfg = config.from_dict(evaluation.EvaluationConfig, params[stage], stage)
-data_cfg = config.data_config(params)
 out, figs = reporting.output_dirs(out_dir)
-training.set_threads(cfg.threads)
-setups, explainers, examples, skipped = {}, {}, {}, {}
-for m in cfg.models:   # missing model/graphs, classes without a graph, unknown layer: all stop here
-    su = masking.load_setup(m, Path(models_dir), Path(reports_dir) / cfg.graphs_dir / m / cfg.graph_test, cfg.classes, data_cfg)
-    layers = [evaluation.map_layer(su.model, next(iter(su.graphs.values())), spec) for spec in cfg.map_layers(m)]
-    explainers[m] = {**{evaluation.causal_name(l, i == 0): evaluation.CausalExplainer(su.model, su.graphs, l)
-                        for i, l in enumerate(layers)},
-                     **{b: baselines.explainer(b, su.model, cfg.baseline_config) for b in cfg.methods if b != "Causal"}}
-    usable = sorted(set.intersection(*(set(evaluation.classes_with_maps(su.graphs, l)[0]) for l in layers)))
-    empty = sorted(set(su.graphs) - set(usable))
-    if empty:
-        print(f"{m}: the graphs of classes {empty} have no node at {' or '.join(layers)} (no causal map): "
-              f"their examples are left out")
-    examples[m] = evaluation.pick_examples(su, usable, cfg.per_class(m), cfg.correct_only, cfg.seed)
-    if len(examples[m][1]) == 0:
-        skipped[m] = (f"no usable evaluation example (classes with a causal map at {' and '.join(layers)}: {usable}"
-                      + ("; only correctly classified examples are used" if cfg.correct_only else "") + ")")
-        print(f"{m}: SKIPPED, {skipped[m]}")
-        continue
-    setups[m] = su
-    print(f"{m}: causal maps from layer(s) {', '.join(layers)}; {len(examples[m][1])} examples "
-          f"({np.bincount(examples[m][1], minlength=len(su.classes)).tolist()} per class)")
-if not setups:
-    raise ValueError(f"{stage}: no model has causal maps to evaluate: {skipped}")
+results = Path(results_dir) / stage
+run = json.loads((results / "run.json").read_text())                # written by compute_<stage>
+scores = pd.read_csv(results / "scores.csv")
+runs = run["models"]                          # the evaluated models, in order: examples, map layers, methods
+failed_methods, skipped = run["failed_methods"], run["skipped"]
+for note in run["notes"]:
+    print(note)
+for m, why in skipped.items():
+    print(f"{m}: SKIPPED, {why}")
+for m, r in runs.items():
+    print(f"{m}: causal maps from layer(s) {', '.join(r['layers'].values())}; {r['examples']} examples "
+          f"({r['per_class']} per class)")
 fig_no = 9 if stage == "arch_evaluate" else 8
 
 
 def causal_methods(m):
-    return {k: e for k, e in explainers[m].items() if k.startswith("Causal")}
+    return {k: layer for k, layer in runs[m]["layers"].items()}
 
 
 display(Markdown(f"**Stage `{stage}`: figure {fig_no}.** Causal maps: " + "; ".join(
-    f"`{m}` layer(s) " + ", ".join(f"`{e.layer}`" for e in causal_methods(m).values()) + f", {len(examples[m][1])} examples"
-    for m in setups) + "."))
+    f"`{m}` layer(s) " + ", ".join(f"`{layer}`" for layer in causal_methods(m).values()) + f", {runs[m]['examples']} examples"
+    for m in runs) + "."))
 
 
 # %% [markdown]
 # ## Scoring
-# Each method's explanations are computed once and reused by both metrics. A finished method is stored under `.cache/evaluation/`, so an interrupted stage resumes with the next method.
+# Each method's explanations were computed once and reused by both metrics, by the compute stage
+# `compute_<stage>` (`notebooks/compute/evaluate_explanations.py`); a finished method is stored under
+# `.cache/evaluation/`, so an interrupted compute stage resumes with the next method. The per-example scores are in
+# `results/<stage>/scores.csv`.
 
 # %%
-def file_md5(path):
-    return hashlib.md5(Path(path).read_bytes()).hexdigest()
-
-rows, seconds, failed_methods = [], {}, []
-t_all = time.perf_counter()
-for m, su in setups.items():
-    x, y, idx = examples[m]
-    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("models", "threads", "methods", "bootstrap", "graphs_dir")}
-    key = hashlib.sha256(json.dumps([settings, file_md5(Path(models_dir) / f"{m}.pt"), idx.tolist(),
-                                     sorted(file_md5(p) for p in (Path(reports_dir) / cfg.graphs_dir / m / cfg.graph_test).glob("class_*.json"))],
-                                    sort_keys=True, default=str).encode()).hexdigest()[:12]
-    for method, explain in explainers[m].items():
-        file = f"Causal-{explain.layer}.json" if method.startswith("Causal") else f"{method}.json"
-        try:
-            r = evaluation.evaluate_method(method, explain, cfg, su.model, x, y,
-                                           Path(checkpoint_dir).parent / "evaluation" / f"{m}-{key}" / file, desc=f"{m} ")
-        except RuntimeError as e:   # a baseline library that cannot handle this architecture: reported, not scored
-            if method.startswith("Causal"):
-                raise
-            print(f"{m} {method}: FAILED, left out: {str(e)[:160]}")
-            failed_methods.append({"model": m, "method": method, "error": str(e)[:300]})
-            continue
-        seconds[(m, method)] = r["seconds"]
-        for metric in evaluation.METRICS:
-            rows += [{"model": m, "method": method, "metric": metric, "example": int(i), "class": int(c), "score": v}
-                     for i, c, v in zip(idx, y, r[metric])]
-        print(f"{m} {method:28s} {r['seconds']:7.1f} s  median LE {np.nanmedian(r['LE']):.3f}  "
-              f"IROF {np.nanmedian(r['IROF']):.1f}")
-total_seconds = time.perf_counter() - t_all
-scores = pd.DataFrame(rows)
-scores.to_csv(out / "scores.csv", index=False)
-print(f"{len(scores)} scores; this run {total_seconds / 60:.1f} min; compute over all runs {sum(seconds.values()) / 60:.1f} min")
+seconds = {tuple(k.split("/", 1)): s for k, s in run["seconds_per_method"].items()}
+for (m, method), s in seconds.items():
+    d = scores[(scores.model == m) & (scores.method == method)]
+    print(f"{m} {method:28s} {s:7.1f} s  median LE {np.nanmedian(d[d.metric == 'LE'].score):.3f}  "
+          f"IROF {np.nanmedian(d[d.metric == 'IROF'].score):.1f}")
+for f in failed_methods:
+    print(f"{f['model']} {f['method']}: FAILED, left out: {f['error'][:160]}")
+total_seconds = run["run_seconds"]
+print(f"{len(scores)} scores; the compute run {total_seconds / 60:.1f} min; compute over all runs "
+      f"{sum(seconds.values()) / 60:.1f} min")
 
 # %% [markdown]
 # ## Example maps
 # Three evaluation examples per model, every method, as the protocol scores them (|a| / max|a|).
 
 # %%
-for m, su in setups.items():
-    x, y, idx = examples[m]
-    pick = np.unique(np.linspace(0, len(y) - 1, 3).round().astype(int))
-    maps, titles = [], []
-    for i in pick:
-        for method, explain in explainers[m].items():
-            if any(f["model"] == m and f["method"] == method for f in failed_methods):
-                continue
-            maps.append(evaluation.abs_max(explain(su.model, x[i:i + 1], y[i:i + 1]))[0, 0])
-            titles.append(f"{method} ({su.classes[y[i]]})")
-    shown = len(maps) // len(pick)
-    imgs = np.repeat(x[pick], shown, 0)          # model input, contrast-stretched for display
+for m in runs:
+    saved = np.load(results / f"maps_{m}.npz")
+    x, maps, methods, labels = saved["inputs"], saved["maps"], saved["methods"].tolist(), saved["labels"]
+    titles = [f"{method} ({runs[m]['classes'][c]})" for c in labels for method in methods]
+    imgs = np.repeat(x, len(methods), 0)          # model input, contrast-stretched for display
     imgs = (imgs - imgs.min(axis=(1, 2, 3), keepdims=True)) / np.ptp(imgs, axis=(1, 2, 3), keepdims=True)
-    fig = plotting.map_overlays(imgs, np.stack(maps), titles, ncols=shown, title=f"{m}: explanations")
+    fig = plotting.map_overlays(imgs, maps.reshape(-1, *maps.shape[2:]), titles, ncols=len(methods),
+                                title=f"{m}: explanations")
     plotting.save(fig, figs / f"maps_{m}.png")
 
 # %% [markdown]
@@ -166,9 +129,9 @@ for m, su in setups.items():
 # Left: Local Lipschitz Estimate (log scale, lower is better); right: IROF (higher is better). One box per method over the evaluation examples.
 
 # %%
-order = list(dict.fromkeys(k for m in setups for k in explainers[m]))
+order = list(dict.fromkeys(k for m in runs for k in runs[m]["methods"]))
 g = sns.catplot(data=scores, x="method", y="score", order=order, hue="method", hue_order=order, palette="tab10",
-                row="model", row_order=list(setups), col="metric", col_order=list(evaluation.METRICS), kind="box",
+                row="model", row_order=list(runs), col="metric", col_order=list(evaluation.METRICS), kind="box",
                 showfliers=False, sharey=False, height=3.0, aspect=1.9, legend=False)
 for (m, metric), ax in g.axes_dict.items():
     dm = scores[(scores.model == m) & (scores.metric == metric)]
@@ -197,40 +160,40 @@ for (m, metric, method), d in scores.groupby(["model", "metric", "method"], sort
 table = pd.DataFrame(table)
 table.to_csv(out / "medians.csv", index=False)
 show = table.assign(ours=lambda t: t.apply(lambda r: f"{r['median']:.3g} [{r.ci_low:.3g}, {r.ci_high:.3g}]", axis=1))
-for m in setups:
+for m in runs:
     display(Markdown(f"**{m}**"))
     display(show[show.model == m].pivot_table(index="method", columns="metric", values="ours", aggfunc="first",
-                                              sort=False).reindex([k for k in order if k in explainers[m]]))
+                                              sort=False).reindex([k for k in order if k in runs[m]["methods"]]))
 
 # %% [markdown]
 # ## Verdict
 
 # %%
 metrics = {"settings": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "threads"},
-           "compute_seconds": sum(seconds.values()), "run_seconds": total_seconds,
+           "compute_seconds": run["compute_seconds"], "run_seconds": total_seconds,
            "seconds_per_method": {f"{m}/{meth}": s for (m, meth), s in seconds.items()}, "models": {},
            "failed_methods": failed_methods}
 lines = [f"* **{f['model']}: {f['method']} failed** (the library cannot handle this architecture) and is left out: {f['error'][:120]}"
          for f in failed_methods]
 headline = {}
-for m in setups:
-    n = int(len(examples[m][1]))
-    metrics["models"][m] = {"examples": n, "layers": {k: e.layer for k, e in causal_methods(m).items()}}
-    for name, explain in causal_methods(m).items():      # each causal map layer against the baselines only
-        per = {met: {("Causal" if meth == name else meth): summary[(m, met, meth)] for meth in explainers[m]
+for m in runs:
+    n = runs[m]["examples"]
+    metrics["models"][m] = {"examples": n, "layers": causal_methods(m)}
+    for name, layer in causal_methods(m).items():      # each causal map layer against the baselines only
+        per = {met: {("Causal" if meth == name else meth): summary[(m, met, meth)] for meth in runs[m]["methods"]
                      if (m, met, meth) in summary and (meth == name or not meth.startswith("Causal"))}
                for met in evaluation.METRICS}
-        protocol = f"{m}, fair protocol, causal map at {explain.layer}, {n} examples"
+        protocol = f"{m}, fair protocol, causal map at {layer}, {n} examples"
         le_v = verdicts.le_verdict(per["LE"], protocol)
         irof_v = verdicts.irof_verdict(per["IROF"], protocol + ", IROF as area over the curve", n)
         metrics["models"][m][name] = {"medians": {met: {k: v[0] for k, v in d.items()} for met, d in per.items()},
                                       "ci95": {met: {k: v[1:] for k, v in d.items()} for met, d in per.items()},
                                       "le_verdict": dataclasses.asdict(le_v), "irof_verdict": dataclasses.asdict(irof_v)}
-        row = m if name == "Causal" else f"{m}-{explain.layer}"
-        headline[f"{row}-LE"] = {"what": f"{m}: causal LE median, map at {explain.layer}, fair protocol",
+        row = m if name == "Causal" else f"{m}-{layer}"
+        headline[f"{row}-LE"] = {"what": f"{m}: causal LE median, map at {layer}, fair protocol",
                                  "ours": per["LE"]["Causal"][0], "paper": None,   # published: see authors_protocol
                                  "verdict": le_v.outcome}
-        headline[f"{row}-IROF"] = {"what": f"{m}: causal IROF median (area over the curve), map at {explain.layer}, "
+        headline[f"{row}-IROF"] = {"what": f"{m}: causal IROF median (area over the curve), map at {layer}, "
                                            f"fair protocol", "ours": per["IROF"]["Causal"][0], "paper": None,
                                    "verdict": irof_v.outcome}
         lines += [f"* {le_v.sentence()}", f"* {irof_v.sentence()}"]
@@ -258,6 +221,5 @@ display(Markdown("\n".join(lines)))
 #   every call, so that noise is part of RISE's LE, as it would be at any number of masks.
 
 # %%
-print("baselines:", dataclasses.asdict(cfg.baseline_config))
-display(pd.DataFrame({m: {k: v for k, v in models.model_info(Path(models_dir) / f"{m}.pt").items()
-                          if k in ("name", "dataset", "image_size", "pretrained", "test_accuracy")} for m in setups}).T)
+print("baselines:", run["baselines"])
+display(pd.DataFrame({m: runs[m]["info"] for m in runs}).T)

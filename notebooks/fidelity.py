@@ -23,44 +23,38 @@
 # at inference (all their outgoing weights zeroed, restored afterwards), and the class accuracy is measured on the
 # **evaluation half** of the test set. Two baselines mask the same budget: **random** parents (mean of several draws) and the
 # parents with the largest outgoing **weight magnitude**. The paper reports a drastic drop below 20%.
+#
+# The masked accuracies come from the compute stage `compute_<stage>` (`compute_fidelity`, `compute_arch_fidelity`;
+# `notebooks/compute/fidelity.py`), which wrote them to `results/<stage>/`; this notebook only reads, draws and judges
+# them, so editing it re-runs no compute.
 
 # %% tags=["parameters"]
 # parameters (papermill replaces these with params.yaml's fidelity section)
 stage = "fidelity"
 params = {"seed": 0, "data": {"root": "data"}, "fidelity": {"models": ["train_lenet"], "classes": [3]}}
 out_dir = "reports/fidelity"
-reports_dir = "reports"
-models_dir = "models"
-checkpoint_dir = ".cache/checkpoints"
+results_dir = "results"
 
 
 # %%
-import dataclasses, json, time
+import json
 from pathlib import Path
 
 import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
 
-from causal_interp import config, masking, plotting, reporting, training, verdicts
+from causal_interp import config, masking, plotting, reporting, verdicts
 
 cfg = config.from_dict(masking.MaskingConfig, params[stage], stage)
-data_cfg = config.data_config(params)
 out, figs = reporting.output_dirs(out_dir)
-training.set_threads(cfg.threads)
-setups = {m: masking.load_setup(m, Path(models_dir), Path(reports_dir) / cfg.graphs_dir / m / cfg.graph_test,
-                                cfg.classes, data_cfg) for m in cfg.models}   # missing model/graphs, bad classes stop here
-print(cfg)
-
-# %%
-rows = []
-t0 = time.perf_counter()
-for m, su in setups.items():
-    rows += [{"model": m, **r} for r in masking.fidelity_rows(su, cfg.shares, cfg.random_draws, cfg.seed, desc=f"{m} classes")]
-seconds = time.perf_counter() - t0
-df = pd.DataFrame(rows)
+results = Path(results_dir) / stage
+run = json.loads((results / "run.json").read_text())             # written by compute_<stage>
+df = pd.read_csv(results / "fidelity.csv", dtype={"model": str, "class_name": str})
 df.to_csv(out / "fidelity.csv", index=False)
-print(f"{len(rows)} masked evaluations in {seconds:.0f} s")
+setups, seconds = run["models"], run["seconds"]
+print(cfg)
+print(f"{len(df)} masked evaluations in {seconds:.0f} s")
 
 # %% [markdown]
 # ## Figure 10: class accuracy against the share of masked neurons
@@ -87,7 +81,7 @@ display(table)
 # ## Verdict
 
 # %%
-metrics = {"settings": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "threads"}, "seconds": seconds, "models": {}}
+metrics = {"settings": run["settings"], "seconds": seconds, "models": {}}
 lines, headline = [], {}
 for m in setups:
     d = df[df.model == m].groupby(["ranking", "share"]).accuracy.mean()

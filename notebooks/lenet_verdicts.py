@@ -31,7 +31,10 @@
 # reduced sizes of params.yaml's `lenet_verdicts` section (fig. 7: 200 soft runs per class instead of 1000). Fig. 8 uses
 # the fair protocol of the `authors_protocol` stage (raw pixels, one convention for every method) on the evaluation 3s,
 # with the authors' causal map of each graph. A verdict that is not the same for every seed is reported as flipping.
-# Engine: `causal_interp.stability`.
+#
+# The models were trained and the numbers computed by the compute stage `compute_lenet_verdicts`
+# (`notebooks/compute/lenet_verdicts.py`, engine `causal_interp.stability`), which wrote them to
+# `results/lenet_verdicts/`; this notebook applies the verdicts and draws, so editing it re-runs no compute.
 
 # %% tags=["parameters"]
 # parameters (papermill replaces these with params.yaml's lenet_verdicts section)
@@ -40,35 +43,36 @@ params = {"seed": 0, "data": {"root": "data"},
           "lenet_verdicts": {"train": {"dataset": "mnist", "model": "lenet", "epochs": 1, "train_subset": 256, "test_subset": 128},
                              "seeds": [0, 1], "classes": [2, 3], "examples_per_class": 4, "correct_only": False}}
 out_dir = "reports/lenet_verdicts"
-models_out = "models"
-checkpoint_dir = ".cache/checkpoints"
+results_dir = "results"
 
 
 # %%
 import json
 from pathlib import Path
 
+import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
 
-from causal_interp import config, plotting, reporting, stability, training
+from causal_interp import config, plotting, reporting, stability, verdicts
 
 cfg = config.from_dict(stability.StabilityConfig, params[stage], stage)   # bad values stop here
-data_cfg = config.data_config(params)
 out, figs = reporting.output_dirs(out_dir)
-training.set_threads(cfg.threads)
-cache = Path(checkpoint_dir).parent / "lenet_verdicts"
+numbers = json.loads((Path(results_dir) / stage / "numbers.json").read_text())    # written by compute_lenet_verdicts
 display(Markdown(f"Seeds {cfg.seeds}; graph protocols {list(stability.GRAPH_PROTOCOLS)}; "
                  f"{'every class' if cfg.classes is None else f'classes {cfg.classes}'}, {cfg.examples_per_class} discovery "
                  f"examples per class; fig. 7 with {cfg.reliability_runs} soft runs per class."))
 
 # %% [markdown]
 # ## Every seed × graph protocol × figure
-# Models are kept under `models/lenet_verdicts/lenet_seed<seed>.pt`; graphs and soft runs are cached under `.cache/lenet_verdicts/`,
-# so an interrupted stage resumes.
+# The compute stage kept the models under `models/lenet_verdicts/lenet_seed<seed>.pt` and cached graphs and soft runs
+# under `.cache/lenet_verdicts/`, so an interrupted run resumes. Each figure's verdict is applied here to its numbers,
+# with the criterion of the figure's own stage.
 
 # %%
-rows = stability.run(cfg, data_cfg, Path(models_out), cache, Path(checkpoint_dir))
+found = [verdicts.of_claim(stability.FIGURES[r["figure"]], r["numbers"], stability.verdict_protocol(r, cfg)) for r in numbers]
+rows = pd.DataFrame([{**{k: r[k] for k in ("seed", "protocol", "figure", "test_accuracy", "graph_sizes")},
+                      "outcome": v.outcome, "sentence": v.sentence()} for r, v in zip(numbers, found)])
 rows.drop(columns=["sentence", "graph_sizes"]).to_csv(out / "outcomes.csv", index=False)
 table = stability.stability(rows)
 table.to_csv(out / "stability.csv", index=False)

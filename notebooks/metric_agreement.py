@@ -35,6 +35,10 @@
 # A claim about a property ("the causal maps are the most robust / the most faithful") is made only where every metric
 # of that property ranks the causal maps first, with a 95% interval clear of every other method's. Engine:
 # `causal_interp.agreement`.
+#
+# The scores were computed by the compute stage `compute_metric_agreement` (`notebooks/compute/metric_agreement.py`),
+# which wrote them to `results/metric_agreement/`; this notebook ranks, judges and draws them, so editing it re-runs no
+# compute.
 
 # %% tags=["parameters"]
 # parameters (papermill replaces these with params.yaml's metric_agreement section)
@@ -44,9 +48,7 @@ params = {"seed": 0, "data": {"root": "data"},
                                "methods": ["Causal", "Saliency", "IntegratedGradients"], "samples": 2,
                                "correct_only": False, "bootstrap": 50}}
 out_dir = "reports/metric_agreement"
-reports_dir = "reports"
-models_dir = "models"
-checkpoint_dir = ".cache/checkpoints"
+results_dir = "results"
 
 
 # %%
@@ -57,43 +59,23 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
 
-from causal_interp import agreement, baselines, config, evaluation, masking, plotting, reporting, training
-from causal_interp.progress import progress
+from causal_interp import agreement, config, evaluation, plotting, reporting
 
 cfg = config.from_dict(agreement.AgreementConfig, params[stage], stage)    # unknown methods stop here
-data_cfg = config.data_config(params)
 out, figs = reporting.output_dirs(out_dir)
-training.set_threads(cfg.threads)
-base = config.from_dict(baselines.BaselineConfig, {"seed": cfg.seed, **cfg.baselines}, f"{stage}.baselines")
-setups, methods, examples = {}, {}, {}
-for m in cfg.models:    # missing model or graphs, classes without a graph, unknown layer: all stop here
-    su = masking.load_setup(m, Path(models_dir), Path(reports_dir) / cfg.graphs_dir / m / cfg.graph_test, cfg.classes, data_cfg)
-    layer = evaluation.map_layer(su.model, next(iter(su.graphs.values())), cfg.layers.get(m))
-    usable, _ = evaluation.classes_with_maps(su.graphs, layer)
-    methods[m] = {"Causal": evaluation.CausalExplainer(su.model, {k: su.graphs[k] for k in usable}, layer),
-                  **{b: baselines.explainer(b, su.model, base) for b in cfg.methods if b != "Causal"}}
-    examples[m] = evaluation.pick_examples(su, usable, cfg.per_class(m), cfg.correct_only, cfg.seed)
-    if len(examples[m][1]) == 0:
-        display(Markdown(f"`{m}`: **not scored**: no evaluation example of a class whose graph has nodes at `{layer}` "
-                         f"(classes with a causal map: {usable})"))
-        continue
-    setups[m] = su
-    display(Markdown(f"`{m}`: causal maps from layer `{layer}`; {len(examples[m][1])} examples"))
-if not setups:
-    raise ValueError(f"{stage}: no model has examples with a causal map to score")
+results = Path(results_dir) / stage                  # written by compute_metric_agreement
+scores = pd.read_csv(results / "scores.csv")
+run = json.loads((results / "run.json").read_text())
+for m, r in run.items():
+    display(Markdown(f"`{m}`: causal maps from layer `{r['layer']}`; {r['examples']} examples" if r["examples"] else
+                     f"`{m}`: **not scored**: no evaluation example of a class whose graph has nodes at `{r['layer']}` "
+                     f"(classes with a causal map: {r['classes_with_a_map']})"))
+scored = [m for m, r in run.items() if r["examples"]]
 
 # %% [markdown]
-# ## Scores
+# ## Scores: medians with their bootstrap 95% intervals, and ranks
 
 # %%
-rows = []
-bar = progress(total=len(setups) * len(cfg.methods) * sum(map(len, agreement.PROPERTIES.values())), desc="metrics", unit="metric")
-for m in setups:
-    x, y, _ = examples[m]
-    rows += [{"model": m, **r} for r in agreement.scores(methods[m], setups[m].model, x, y, cfg, bar=bar)]
-bar.close()
-scores = pd.DataFrame(rows)
-scores.to_csv(out / "scores.csv", index=False)
 medians = pd.DataFrame([{"model": m, "metric": met, "method": meth,
                          **dict(zip(("median", "ci_low", "ci_high"), evaluation.median_ci(d.score, cfg.bootstrap, cfg.seed)))}
                         for (m, met, meth), d in scores.groupby(["model", "metric", "method"], sort=False)])
@@ -104,7 +86,7 @@ ranked.to_csv(out / "ranks.csv", index=False)
 # ## Each method's rank under each metric (1 = best)
 
 # %%
-for m in setups:
+for m in scored:
     wide = ranked[ranked.model == m].pivot(index="method", columns="metric", values="rank")
     wide = wide.reindex(index=cfg.methods, columns=[n for p in agreement.PROPERTIES.values() for n in p])
     fig, ax = plotting.plt.subplots(figsize=(8, 0.45 * len(wide) + 1.6))
@@ -127,7 +109,7 @@ display(corr.pivot_table(index=["property", "metric_a", "metric_b"], columns="mo
 # %%
 verdict = agreement.property_verdicts(ranked)
 verdict.to_csv(out / "verdicts.csv", index=False)
-display(Markdown("\n".join(f"* Claim \"{r.claim}\", `{r.model}`, {len(examples[r.model][1])} examples: the causal maps rank "
+display(Markdown("\n".join(f"* Claim \"{r.claim}\", `{r.model}`, {run[r.model]['examples']} examples: the causal maps rank "
                            f"{r.causal_ranks}; clearly first in: {r.clearly_first_in}; clearly beaten in: "
                            f"{r.clearly_beaten_in}. **{r.outcome}** (criterion: {agreement.CRITERION})."
                            for r in verdict.itertuples())))

@@ -43,19 +43,21 @@
 # **Read the corrections with care:** the graph that corrects a prediction is found with the true label of that very
 # example. It shows that the wrong prediction runs through identifiable paths, not that the model can be repaired without
 # knowing the answer.
+#
+# The graphs, scores, frequencies and corrections come from the compute stage `compute_per_example`
+# (`notebooks/compute/per_example.py`), which wrote them to `results/per_example/`; this notebook only reads, draws and
+# judges them, so editing it re-runs no compute.
 
 # %% tags=["parameters"]
 # parameters (papermill replaces these with params.yaml's per_example section)
 stage = "per_example"
 params = {"seed": 0, "data": {"root": "data"}, "per_example": {"examples": 4, "random_draws": 2}}
 out_dir = "reports/per_example"
-reports_dir = "reports"
-models_dir = "models"
-checkpoint_dir = ".cache/checkpoints"
+results_dir = "results"
 
 
 # %%
-import dataclasses, json, time
+import json
 from pathlib import Path
 
 import numpy as np
@@ -64,50 +66,26 @@ import seaborn as sns
 import torch
 from IPython.display import Markdown, display
 
-from causal_interp import config, data, discovery, models, per_example, plotting, reporting, training
-from causal_interp.interventions import TracedModel
-from causal_interp.progress import progress
+from causal_interp import config, discovery, per_example, plotting, reporting, verdicts
 
 cfg = config.from_dict(per_example.PerExampleConfig, params[stage], stage)
-data_cfg = config.data_config(params)
 out, figs = reporting.output_dirs(out_dir)
-(out / "graphs").mkdir(exist_ok=True)
-training.set_threads(cfg.threads)
-path = Path(models_dir) / f"{cfg.model}.pt"
-info = models.model_info(path)                      # a missing model stops here
-model = models.load_model(path).eval()
-halves = data.load_halves(info, data_cfg)
-x, y = halves.x, halves.y                            # the whole test set, as the earlier paper (no class graph is used)
-names = halves.data.classes
-discovery.check_classes(cfg.classes, len(names))     # a class out of range stops here
-chain = discovery.layer_chain(model, cfg.layers)     # an unknown layer stops here
-traced = TracedModel(model)
-with torch.no_grad():
-    pred = torch.cat([model(x[i:i + 1024]).argmax(1) for i in range(0, len(x), 1024)])
-display(Markdown(f"`{cfg.model}` ({info.get('name')}, test accuracy {float((pred == y).float().mean()):.4f}); chain "
+results = Path(results_dir) / stage                  # written by compute_per_example
+run = json.loads((results / "run.json").read_text())
+names, chain, convs = run["classes"], run["chain"], run["convs"]
+display(Markdown(f"`{cfg.model}` ({run['model_name']}, test accuracy {run['test_accuracy']:.4f}); chain "
                  f"{' -> '.join(chain)}; G+ / G- from the `{cfg.effect}` score"))
 
 # %% [markdown]
 # ## Per-example graphs of correctly classified examples
-# The first `examples` test examples of each class (correctly classified ones with `correct_only`), one graph each (`graphs/class_<k>.json`: a list
-# of graphs in the kit's graph format, each with its example's test index in `examples`).
+# The first `examples` test examples of each class (correctly classified ones with `correct_only`), one graph each
+# (`results/per_example/graphs/class_<k>.json`: a list of graphs in the kit's graph format, each with its example's test
+# index in `examples`).
 
 # %%
-t0 = time.perf_counter()
-graphs = {}
-bar = progress(total=len(cfg.classes) * cfg.examples, desc="per-example graphs", unit="graph")
-for k in cfg.classes:
-    ids = per_example.class_examples(y, pred, k, cfg.examples, cfg.correct_only)
-    if not ids:
-        raise ValueError(f"{stage}: no test example of class {k}" + (" is classified correctly" if cfg.correct_only else ""))
-    graphs[k] = []
-    for i in ids:
-        graphs[k].append(per_example.example_graph(model, x[i:i + 1], k, i, cfg.layers, cfg.effect, traced,
-                                                   cfg.max_batch, cfg.model, names[k]))
-        bar.update(1)
-    (out / "graphs" / f"class_{k}.json").write_text(json.dumps([g.to_dict() for g in graphs[k]], allow_nan=True))
-bar.close()
-graph_seconds = time.perf_counter() - t0
+graphs = {k: [discovery.ClassGraph.from_dict(d) for d in json.loads((results / "graphs" / f"class_{k}.json").read_text())]
+          for k in cfg.classes}
+graph_seconds = run["graph_seconds"]
 sizes = pd.DataFrame([{"class": names[k], "layer": lg.layer, "G+": len(lg.necessary), "G-": len(lg.distracting)}
                       for k in cfg.classes for g in graphs[k] for lg in g.layers])
 display(sizes.groupby(["class", "layer"], sort=False).mean().round(1).unstack("class"))
@@ -121,23 +99,8 @@ display(sizes.groupby(["class", "layer"], sort=False).mean().round(1).unstack("c
 # interventions: where it is below 1, the two scores rank parameters differently.
 
 # %%
-rows, agreement = [], []
-for k in cfg.classes[:2]:
-    g = graphs[k][0]
-    i = g.examples[0]
-    traced.cache(x[i:i + 1], where=f"class {k}")
-    for lg in g.layers:
-        if not lg.targets or lg.n_parents < 2:     # a single parent (the input of a grey image) cannot stand out
-            continue
-        kl = per_example.class_scores(traced, lg.layer, k, lg.targets, "kl", cfg.max_batch)[:, 0].numpy()
-        logit = per_example.class_scores(traced, lg.layer, k, lg.targets, "logit", cfg.max_batch)[:, 0].numpy()
-        label = np.full(lg.n_parents, "no effect", dtype=object)
-        label[lg.necessary], label[lg.distracting] = "G+", "G-"
-        rows += [{"class": f"{names[k]} (test {i})", "layer": lg.layer, "parent": j, "causal score": kl[j], "set": label[j]}
-                 for j in range(lg.n_parents)]
-        agreement.append({"class": names[k], "layer": lg.layer, "parents": lg.n_parents,
-                          "spearman(kl, logit)": per_example.score_agreement(kl, logit)})
-scores = pd.DataFrame(rows)
+scores = pd.read_csv(results / "causal_scores.csv", dtype={"class": str, "layer": str, "set": str})
+agreement = run["score_agreement"]
 g = sns.relplot(data=scores, x="parent", y="causal score", hue="set", hue_order=["G+", "G-", "no effect"],
                 palette={"G+": "tab:red", "G-": "tab:blue", "no effect": "0.7"}, row="class", col="layer",
                 col_order=[lg.layer for lg in graphs[cfg.classes[0]][0].layers if lg.layer in set(scores.layer)],
@@ -161,9 +124,7 @@ display(pd.DataFrame(agreement).round(3))
 # conv1's filters, the earlier paper's fig. 4(a).
 
 # %%
-freq = {k: per_example.frequencies(graphs[k]) for k in cfg.classes}
-fdf = pd.DataFrame([{"class": names[k], "layer": layer, "parent": j, "frequency": f}
-                    for k in cfg.classes for layer, v in freq[k].items() for j, f in enumerate(v)])
+fdf = pd.read_csv(results / "frequencies.csv", dtype={"class": str, "layer": str})
 fdf.to_csv(out / "frequencies.csv", index=False)
 layers_top_down = [lg.layer for lg in graphs[cfg.classes[0]][0].layers if lg.n_parents > 1]
 fdf["layer"] = "parents of " + fdf["layer"]
@@ -181,16 +142,10 @@ plotting.save(g.figure, figs / "frequencies.png");
 # class's examples are its causal filters; shown: their responses (the layer's output channel) to the first example.
 
 # %%
-filters = {k: per_example.causal_filters(freq[k], chain, cfg.frequent) for k in cfg.classes}
-convs = [l for l in chain[:-1] if isinstance(traced.modules[l], torch.nn.Conv2d)]
+filters = {int(k): v for k, v in run["causal_filters"].items()}
 display(pd.DataFrame({names[k]: {f"filters of {l}": filters[k][l] for l in convs} for k in cfg.classes}))
-panels = []
-for k in cfg.classes[:2]:
-    i = graphs[k][0].examples[0]
-    traced.cache(x[i:i + 1], where=f"class {k}")
-    for l in convs:
-        z = traced.env[traced.node(l)][0]
-        panels += [(f"{names[k]} (test {i}): {l} filter {c}", z[c].numpy()) for c in filters[k][l]]
+panels = [(p["title"], np.asarray(p["response"], dtype=np.float32))
+          for p in json.loads((results / "filter_responses.json").read_text())]
 if panels:
     ncols = min(8, len(panels))
     fig, axes = plotting.plt.subplots(-(-len(panels) // ncols), ncols, figsize=(1.8 * ncols, 1.9 * -(-len(panels) // ncols)),
@@ -213,14 +168,8 @@ else:
 # G+ parameters kept, and `random_draws` controls keeping as many random parents per layer.
 
 # %%
-pairs = per_example.confusion_pairs(y, pred, cfg.pairs)
-n_parents = {l: traced.parents(l)[0] for l in chain}
-corrections = []
-for t, p in pairs:
-    ids = torch.nonzero((y == t) & (pred == p)).flatten().tolist()
-    for i in progress(ids, desc=f"corrections {t} -> {p}", unit="example"):
-        corrections.append({"pair": f"{t} -> {p}", **per_example.correct(model, x[i:i + 1], t, i, n_parents, cfg.effect,
-                                                                          cfg.random_draws, cfg.seed, cfg.layers, traced)})
+pairs = [tuple(pp) for pp in run["pairs"]]
+corrections = json.loads((results / "corrections.json").read_text())
 corr = pd.DataFrame(corrections, columns=["pair", "example", "true", "predicted_before", "true_prob_before",
                                           "predicted_after", "true_prob_after", "corrected", "kept", "random_corrected",
                                           "random_true_prob_after"])
@@ -249,7 +198,7 @@ else:
 lines, headline = [], {}
 for t, p in pairs:
     rows = [r for r in corrections if r["true"] == t and r["predicted_before"] == p]
-    v = per_example.correction_verdict(rows, (t, p))
+    v = verdicts.correction_verdict(rows, (t, p))
     lines.append(f"* {v.sentence()}")
     headline[f"correction-{t}-{p}"] = {"what": f"{cfg.model}: share of the {t} -> {p} errors corrected by the G+ of the "
                                                f"true class ({len(rows)} errors)",
@@ -258,8 +207,8 @@ for t, p in pairs:
 first_conv = convs[0] if convs else None
 if first_conv is not None:
     a, b = cfg.classes[:2]
-    fv = per_example.filters_verdict(filters[a][first_conv], filters[b][first_conv], (names[a], names[b]), first_conv,
-                                     cfg.frequent)
+    fv = verdicts.filters_verdict(filters[a][first_conv], filters[b][first_conv], (names[a], names[b]), first_conv,
+                                  cfg.frequent)
     lines.append(f"* {fv.sentence()}")
     headline["conv1-filters"] = {"what": f"{cfg.model}: causal filters of {first_conv} shared by {names[a]} and {names[b]} "
                                          f"(Jaccard)", "ours": per_example.jaccard(filters[a][first_conv], filters[b][first_conv]),
@@ -267,7 +216,7 @@ if first_conv is not None:
 display(Markdown("\n".join(lines) or "No verdict: no pair and no conv layer."))
 reporting.write_summary(out, headline)
 (out / "metrics.json").write_text(json.dumps({
-    "settings": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "threads"}, "chain": chain,
+    "settings": run["settings"], "chain": chain,
     "graph_seconds": graph_seconds, "pairs": [list(pp) for pp in pairs],
     "graph_sizes": sizes.groupby(["class", "layer"], sort=False).mean().round(2).reset_index().to_dict(orient="records"),
     "causal_filters": {names[k]: filters[k] for k in cfg.classes}, "score_agreement": agreement,

@@ -21,75 +21,56 @@
 # hard-intervention graph reappears, and reports that 98–100% of the nodes appear in every run.
 #
 # Here every run re-discovers the graph top-down, with the same discovery examples, significance test and α as the hard graph
-# of the `discover_graphs` stage (`reports/graphs/`). A node *appears* in a run when it is necessary in the same layer.
+# of the `discover_graphs` stage (`results/graphs/`). A node *appears* in a run when it is necessary in the same layer.
 # Nodes necessary only under soft interventions are counted separately.
+#
+# The soft runs were made by the compute stage `compute_reliability` (`notebooks/compute/reliability.py`), which wrote
+# every run's necessary nodes, with the hard graph they are compared with, to `results/reliability/`; this notebook
+# only reads and draws them, so editing it re-runs no compute.
 
 # %% tags=["parameters"]
 # parameters (papermill replaces these with params.yaml's reliability section)
 stage = "reliability"
 params = {"seed": 0, "data": {"root": "data"}, "reliability": {"models": {"train_lenet": {"runs": 20, "classes": [3]}}}}
 out_dir = "reports/reliability"
-reports_dir = "reports"
-models_dir = "models"
-checkpoint_dir = ".cache/checkpoints"
+results_dir = "results"
 
 
 # %%
-import dataclasses, hashlib, json, time
+import dataclasses, json
 from pathlib import Path
 
 import pandas as pd
 import seaborn as sns
-import torch
 from IPython.display import Markdown, display
 
-from causal_interp import config, data, discovery, models, plotting, reliability, reporting, training, verdicts
+from causal_interp import config, plotting, reliability, reporting, verdicts
 from causal_interp.discovery import ClassGraph
 
 cfg = config.from_dict(reliability.ReliabilityConfig, params[stage], stage)
-data_cfg = config.data_config(params)
 out, figs = reporting.output_dirs(out_dir)
-graphs_dir = Path(reports_dir) / cfg.graphs_dir
-training.set_threads(cfg.threads)
-sweeps, graph_files = {}, {}
-for m, values in cfg.models.items():
-    sweeps[m] = reliability.sweep_config(values, f"{stage}.models.{m}")
-    model = models.load_model(Path(models_dir) / f"{m}.pt")                   # missing model stops here
-    graph_files[m] = discovery.graph_files(graphs_dir / m / cfg.graph_test, sweeps[m].classes)  # missing graphs stop here
-    chain = discovery.layer_chain(model)
-    if sweeps[m].layers is not None:
-        discovery.layer_chain(model, sweeps[m].layers)                       # unknown layer names stop here
-        if chain[-len(sweeps[m].layers):] != list(sweeps[m].layers):
-            raise ValueError(f"{stage}.models.{m}.layers must be the top of the layer chain, i.e. end with "
-                             f"{chain[-3:]}; got {sweeps[m].layers}")
+computed = Path(results_dir) / stage
+run = json.loads((computed / "sweeps.json").read_text())         # written by compute_reliability
+missing = [m for m in cfg.models if m not in run["models"]]
+if missing:
+    raise FileNotFoundError(f"{computed / 'sweeps.json'} has no sweeps of {missing}; run compute_{stage} first")
 print(cfg)
 
 # %% [markdown]
 # ## The sweeps
-# Each run is appended to `.cache/reliability/` as it finishes, so an interrupted stage resumes where it stopped.
+# Each run was appended to `.cache/reliability/` as it finished, so an interrupted compute stage resumed where it
+# stopped. Here the runs are read back from `results/reliability/<model>/class_<k>.runs.jsonl`.
 
 # %%
-b_values = {m: reliability.b_schedule(s.runs, cfg.b_min, cfg.b_max, cfg.runs_per_b) for m, s in sweeps.items()}
 results, timing = {}, {}
-for m, sweep in sweeps.items():
-    info = models.model_info(Path(models_dir) / f"{m}.pt")
-    model = models.load_model(Path(models_dir) / f"{m}.pt")
-    halves = data.load_halves(info, data_cfg)
-    x = halves.x[halves.discovery]
+for m in cfg.models:
     results[m] = {}
-    t0 = time.perf_counter()
-    for c, path in graph_files[m].items():
-        hard = ClassGraph.load(path)
-        key = hashlib.sha256(json.dumps([hashlib.md5(path.read_bytes()).hexdigest(),
-                                         hashlib.md5((Path(models_dir) / f"{m}.pt").read_bytes()).hexdigest(),
-                                         b_values[m].tolist(), cfg.eps, cfg.seed, sweep.layers]).encode()).hexdigest()[:12]
-        t1 = time.perf_counter()
-        records = reliability.soft_sweep(model, x[hard.examples], hard, b_values[m], cfg.eps, cfg.seed, sweep.layers,
-                                         cfg.max_batch, Path(checkpoint_dir).parent / "reliability" / m / f"class_{c}-{key}.jsonl",
-                                         desc=f"{m} soft runs")
-        results[m][c] = (hard, records)
-        print(f"{m} class {c}: {len(records)} runs, {time.perf_counter() - t1:.0f} s")
-    timing[m] = time.perf_counter() - t0
+    for c, r in run["models"][m]["classes"].items():
+        hard = ClassGraph.load(computed / m / f"class_{c}.graph.json")
+        records = [json.loads(line) for line in (computed / m / f"class_{c}.runs.jsonl").read_text().splitlines()]
+        results[m][int(c)] = (hard, records)
+        print(f"{m} class {c}: {len(records)} runs")
+    timing[m] = run["models"][m]["seconds"]
 
 # %% [markdown]
 # ## Appearance rates
@@ -143,7 +124,7 @@ plotting.save(fig, figs / "fig7_reliability.png");
 
 # %%
 metrics = {"settings": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "threads"},
-           "torch_threads": torch.get_num_threads(), "models": {}}
+           "torch_threads": run["torch_threads"], "models": {}}
 lines, headline = [], {}
 for m in results:
     t = table[table.model == m]

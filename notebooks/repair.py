@@ -28,45 +28,38 @@
 # stage `per_example`.
 #
 # Input channels (the parents of the first layer) are never masked, in either experiment.
+#
+# The masked accuracies come from the compute stage `compute_<stage>` (`compute_repair`, `compute_arch_repair`;
+# `notebooks/compute/repair.py`), which wrote them to `results/<stage>/`; this notebook only reads, draws and judges
+# them, so editing it re-runs no compute.
 
 # %% tags=["parameters"]
 # parameters (papermill replaces these with params.yaml's repair section)
 stage = "repair"
 params = {"seed": 0, "data": {"root": "data"}, "repair": {"models": ["train_lenet"], "classes": [3]}}
 out_dir = "reports/repair"
-reports_dir = "reports"
-models_dir = "models"
-checkpoint_dir = ".cache/checkpoints"
+results_dir = "results"
 
 
 # %%
-import dataclasses, json, time
+import json
 from pathlib import Path
 
 import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
 
-from causal_interp import config, masking, plotting, reporting, training, verdicts
+from causal_interp import config, masking, plotting, reporting, verdicts
 
 cfg = config.from_dict(masking.MaskingConfig, params[stage], stage)
-data_cfg = config.data_config(params)
 out, figs = reporting.output_dirs(out_dir)
-training.set_threads(cfg.threads)
-setups = {m: masking.load_setup(m, Path(models_dir), Path(reports_dir) / cfg.graphs_dir / m / cfg.graph_test,
-                                cfg.classes, data_cfg) for m in cfg.models}   # missing model/graphs, bad classes stop here
-print(cfg)
-
-# %%
-rows = []
-t0 = time.perf_counter()
-for m, su in setups.items():
-    rows += [{"model": m, **r} for r in masking.repair_rows(su, cfg.shares, cfg.random_draws, cfg.seed,
-                                                            cfg.all_classes_examples, desc=f"{m} classes")]
-seconds = time.perf_counter() - t0
-df = pd.DataFrame(rows)
+results = Path(results_dir) / stage
+run = json.loads((results / "run.json").read_text())             # written by compute_<stage>
+df = pd.read_csv(results / "repair.csv", dtype={"model": str, "class_name": str})
 df.to_csv(out / "repair.csv", index=False)
-print(f"{len(rows)} masked evaluations in {seconds:.0f} s")
+setups, seconds = run["models"], run["seconds"]
+print(cfg)
+print(f"{len(df)} masked evaluations in {seconds:.0f} s")
 
 # %% [markdown]
 # ## Figure 11: accuracy against the share of masked distracting/irrelevant paths
@@ -91,7 +84,7 @@ display(df.groupby(["model", "mask", "share"])[list(names)].mean().round(4))
 # ## Verdict
 
 # %%
-metrics = {"settings": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "threads"}, "seconds": seconds, "models": {}}
+metrics = {"settings": run["settings"], "seconds": seconds, "models": {}}
 lines, headline = [], {}
 for m in setups:
     d = df[df.model == m].groupby(["mask", "share"])[["class_accuracy", "all_accuracy"]].mean()

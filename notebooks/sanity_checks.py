@@ -39,6 +39,9 @@
 # Lower similarity is better for both. The thresholds are ours: a method passes a check when the bootstrap 95% interval
 # of its median similarity lies below 0.5, fails when it lies above 0.9, and is not resolved otherwise. Engine:
 # `causal_interp.sanity`.
+#
+# The scores were computed by the compute stage `compute_sanity_checks` (`notebooks/compute/sanity_checks.py`), which
+# wrote them to `results/sanity_checks/`; this notebook applies the thresholds and draws, so editing it re-runs no compute.
 
 # %% tags=["parameters"]
 # parameters (papermill replaces these with params.yaml's sanity_checks section)
@@ -48,9 +51,7 @@ params = {"seed": 0, "data": {"root": "data"},
                             "methods": ["Causal", "Saliency"], "examples_per_class": 2, "mprt_examples_per_class": 1,
                             "rediscover_examples": 4, "correct_only": False, "bootstrap": 50}}
 out_dir = "reports/sanity_checks"
-reports_dir = "reports"
-models_dir = "models"
-checkpoint_dir = ".cache/checkpoints"
+results_dir = "results"
 
 
 # %%
@@ -61,54 +62,23 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
 
-from causal_interp import config, data, evaluation, masking, models, plotting, reporting, sanity, training
-from causal_interp.progress import progress
+from causal_interp import config, plotting, reporting, sanity
 
 cfg = config.from_dict(sanity.SanityConfig, params[stage], stage)    # unknown method or model list stops here
-data_cfg = config.data_config(params)
 out, figs = reporting.output_dirs(out_dir)
-training.set_threads(cfg.threads)
-setups, explain, explain_mprt, examples = {}, {}, {}, {}
-for m in cfg.models:    # missing model or graphs, classes without a graph, unknown layer: all stop here
-    su = masking.load_setup(m, Path(models_dir), Path(reports_dir) / cfg.graphs_dir / m / cfg.graph_test, cfg.classes, data_cfg)
-    layer = evaluation.map_layer(su.model, next(iter(su.graphs.values())), cfg.layers.get(m))
-    halves = data.load_halves(models.model_info(Path(models_dir) / f"{m}.pt"), data_cfg)
-    disc = (halves.x[halves.discovery], halves.y[halves.discovery])
-    explain[m] = sanity.explainers(su.model, su.graphs, layer, cfg, *disc, cfg.graph_test, len(su.classes))
-    if m in cfg.mprt_models:     # trained and randomised graphs discovered the same way
-        explain_mprt[m] = sanity.explainers(su.model, su.graphs, layer, cfg, *disc, cfg.graph_test, len(su.classes),
-                                            same_protocol=True)
-    examples[m] = evaluation.pick_examples(su, sorted(su.graphs), cfg.examples_per_class, cfg.correct_only, cfg.seed)
-    setups[m] = su
-    display(Markdown(f"`{m}`: causal maps from layer `{layer}`; {len(examples[m][1])} examples for random logit"
-                     + (f", {cfg.mprt_examples_per_class} per class for model randomisation" if m in cfg.mprt_models else "")))
-
-# %% [markdown]
-# ## The checks
-
-# %%
-rows = []
-jobs = [(m, meth) for m in setups for meth in cfg.methods]
-for m, meth in progress(jobs, total=len(jobs), desc="random logit", unit="method"):
-    x, y, _ = examples[m]
-    s = sanity.random_logit(setups[m].model, x, y, explain[m][meth], len(setups[m].classes), cfg.seed)
-    rows += [{"model": m, "check": "random_logit", "method": meth, "step": 0, "layer": None, "example": i, "score": v}
-             for i, v in enumerate(s)]
-jobs = [(m, meth) for m in cfg.mprt_models for meth in cfg.methods]
-for m, meth in progress(jobs, total=len(jobs), desc="model randomisation", unit="method"):
-    x, y, _ = evaluation.pick_examples(setups[m], sorted(setups[m].graphs), cfg.mprt_examples_per_class, cfg.correct_only, cfg.seed)
-    cascade = sanity.mprt(setups[m].model, x, y, explain_mprt[m][meth], cfg.seed, full_only=m in cfg.mprt_full_only)
-    for step, (layer, s) in enumerate(cascade.items(), 1):
-        rows += [{"model": m, "check": "mprt", "method": meth, "step": step, "layer": layer, "example": i, "score": v}
-                 for i, v in enumerate(s)]
-scores = pd.DataFrame(rows)
-scores.to_csv(out / "scores.csv", index=False)
+results = Path(results_dir) / stage                  # written by compute_sanity_checks
+scores = pd.read_csv(results / "scores.csv")
+run = json.loads((results / "run.json").read_text())
+for m, r in run.items():
+    display(Markdown(f"`{m}`: causal maps from layer `{r['layer']}`; {r['random_logit_examples']} examples for random logit"
+                     + (f", {r['mprt_examples_per_class']} per class for model randomisation"
+                        if r["mprt_examples_per_class"] else "")))
 
 # %% [markdown]
 # ## Random logit: one box per method (lower is better)
 
 # %%
-for m in setups:
+for m in run:
     d = scores[(scores.model == m) & (scores.check == "random_logit")]
     fig, ax = plotting.plt.subplots(figsize=(8, 3.8))
     sns.boxplot(data=d, x="method", y="score", order=cfg.methods, hue="method", palette="tab10", legend=False,

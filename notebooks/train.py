@@ -16,13 +16,16 @@
 # %% [markdown]
 # # Training the classifiers of the study
 #
-# This notebook runs two stages of the pipeline:
+# This notebook reports the training stages of the pipeline:
 #
 # * **`train_lenet`**: the paper's LeNet (conv1(6,5x5) → pool → conv2(16,5x5) → pool → fc1(120) → fc2(84) → fc3(10), ReLU) on MNIST resized to 32×32.
 # * **`finetune_cifar10`**: timm `resnet18` with a new 10-class head on CIFAR-10.
+# * **`arch_*`**: the architecture study's models (figs. 9-11).
 #
-# All logic lives in `causal_interp` (`data`, `models`, `training`, `plotting`); this notebook only calls it and shows the results.
-# The values below come from `params.yaml` (injected by papermill from `python -m causal_interp.pipeline <stage>`).
+# The model was trained by the stage's compute stage (`compute_<stage>`, `notebooks/compute/train.py`), which wrote it to
+# `models/` and its numbers to `results/<stage>/`; this notebook only reads and draws them, so a change here re-runs no
+# training. All logic lives in `causal_interp`. The values below come from `params.yaml` (injected by papermill from
+# `python -m causal_interp.pipeline <stage>`).
 
 # %% tags=["parameters"]
 # parameters (papermill replaces these with the stage's params.yaml section)
@@ -30,25 +33,24 @@ stage = "train_lenet"
 params = {"seed": 0, "data": {"root": "data"},
           "train_lenet": {"dataset": "mnist", "model": "lenet", "epochs": 1, "train_subset": 512, "test_subset": 256}}
 out_dir = "reports/train_lenet"
-models_out = "models"
-checkpoint_dir = ".cache/checkpoints"
+results_dir = "results"
 
 
 # %%
-import json, time
+import json
 from pathlib import Path
 
-import torch
 from IPython.display import Markdown, display
 
-from causal_interp import config, data, models, plotting, reporting, training
+from causal_interp import config, data, plotting, reporting
 
 cfg = config.stage_config(params, stage)          # validates: unknown dataset/model or bad values stop here
 data_cfg = config.data_config(params)
-data.check_present(data_cfg, cfg.dataset)  # missing data stops here, with the command to fetch it
-model_path = Path(models_out) / f"{stage}.pt"
+results = Path(results_dir) / stage
+metrics = json.loads((results / "metrics.json").read_text())     # written by compute_<stage>
+history = json.loads((results / "history.json").read_text())
+confusion = json.loads((results / "confusion_matrix.json").read_text())
 out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
-training.set_threads(cfg.threads)
 print(cfg)
 
 # %% [markdown]
@@ -64,63 +66,37 @@ fig = plotting.image_grid(ds.x_train[first].float() / 255, [ds.classes[int(ds.y_
 plotting.save(fig, out / "examples.png");
 
 # %% [markdown]
-# ## Training
-# Checkpoints are written after every epoch under `.cache/checkpoints/`; an interrupted run resumes from the last finished epoch.
+# ## Training and evaluation
+# Checkpoints were written after every epoch under `.cache/checkpoints/`, so an interrupted training resumes from the
+# last finished epoch. The final accuracy is measured in float32 (the precision every later stage uses) on the whole
+# official test set.
 
 # %%
-torch.manual_seed(cfg.seed)
-model = models.build_model(cfg.model, ds.num_classes, in_chans=ds.input_shape[0], pretrained=cfg.pretrained,
-                           model_args=cfg.model_args)
-n_params = sum(p.numel() for p in model.parameters())
-print(f"{cfg.model}: {n_params:,} parameters, pretrained={cfg.pretrained}")
-ckpt = Path(checkpoint_dir) / f"{stage}-{training.config_hash(cfg, {'n_train': len(ds.y_train), 'root': str(data_cfg.root)})}.pt"
-t0 = time.perf_counter()
-result = training.train(model, ds, cfg, checkpoint=ckpt)
-history = result["history"]
-wall_minutes = (time.perf_counter() - t0) / 60
-train_minutes = sum(r["epoch_seconds"] + r["eval_seconds"] for r in history) / 60  # over all sessions, if resumed
-print(f"training: {train_minutes:.1f} min of compute ({wall_minutes:.1f} min in this session)")
-
-# %% [markdown]
-# ## Evaluation
-# Final accuracy in float32 (the precision every later stage uses), on the whole official test set.
-
-# %%
-logits = training.predict(model, ds, ds.x_test)
-m = training.classification_metrics(logits, ds.y_test, ds.classes)
-metrics = {
-    "stage": stage, "dataset": cfg.dataset, "model": cfg.model, "pretrained": cfg.pretrained,
-    "image_size": cfg.image_size, "epochs": cfg.epochs, "n_train": len(ds.y_train), "n_test": len(ds.y_test),
-    "parameters": n_params, "test_accuracy": m["accuracy"], "target_accuracy": cfg.target_accuracy,
-    "meets_target": m["accuracy"] >= cfg.target_accuracy, "train_minutes": train_minutes,
-    "time_budget_minutes": cfg.time_budget_minutes,
-    "within_time_budget": None if cfg.time_budget_minutes is None else train_minutes <= cfg.time_budget_minutes,
-    "machine": training.machine(), "per_class_accuracy": m["per_class_accuracy"],
-}
+train_minutes = metrics["train_minutes"]
+print(f"{cfg.model}: {metrics['parameters']:,} parameters, pretrained={cfg.pretrained}; "
+      f"training: {train_minutes:.1f} min of compute in {metrics['precision']} (bf16: {metrics['bf16']})")
+metrics["verdict"] = (f"target {cfg.target_accuracy:.1%} {'met' if metrics['meets_target'] else 'NOT met'}"
+                      if cfg.target_accuracy else None)
 (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-reporting.write_summary(out, {stage: {"what": f"{cfg.model} test accuracy on {cfg.dataset}", "ours": m["accuracy"],
-                                     "verdict": (f"target {cfg.target_accuracy:.1%} {'met' if metrics['meets_target'] else 'NOT met'}"
-                                                 if cfg.target_accuracy else None)}})
-(out / "history.json").write_text(json.dumps(history, indent=2))
-(out / "confusion_matrix.json").write_text(json.dumps({"classes": ds.classes, "matrix": m["confusion_matrix"]}))
-models.save_model(model, model_path, cfg.model, ds.num_classes, ds.input_shape[0], model_args=cfg.model_args,
-                  extra={"image_size": cfg.image_size, "dataset": cfg.dataset, "test_accuracy": m["accuracy"]})
+reporting.write_summary(out, {stage: {"what": f"{cfg.model} test accuracy on {cfg.dataset}",
+                                     "ours": metrics["test_accuracy"], "verdict": metrics["verdict"]}})
 print(json.dumps({k: v for k, v in metrics.items() if k != "per_class_accuracy"}, indent=1))
 
 # %%
 title = f"{cfg.model} on {cfg.dataset}"
 plotting.save(plotting.learning_curves(history, title), out / "learning_curves.png")
-plotting.save(plotting.per_class_accuracy(m["per_class_accuracy"], title), out / "per_class_accuracy.png")
-plotting.save(plotting.confusion_matrix(m["confusion_matrix"], ds.classes, title), out / "confusion_matrix.png");
+plotting.save(plotting.per_class_accuracy(metrics["per_class_accuracy"], title), out / "per_class_accuracy.png")
+plotting.save(plotting.confusion_matrix(confusion["matrix"], confusion["classes"], title), out / "confusion_matrix.png");
 
 # %% [markdown]
 # ## Verdict and deviations from the paper
 
 # %%
-verdict = (f"**Test accuracy {m['accuracy']:.2%}**"
+verdict = (f"**Test accuracy {metrics['test_accuracy']:.2%}**"
            + (f" (target {cfg.target_accuracy:.1%}: {'met' if metrics['meets_target'] else 'NOT met'})" if cfg.target_accuracy else "")
            + f" after {cfg.epochs} epochs, "
-           f"{train_minutes:.1f} min of training on {torch.get_num_threads()} CPU threads"
+           f"{train_minutes:.1f} min of training in {metrics['precision']} on {metrics['machine']['torch_threads']} "
+           f"threads of {metrics['machine']['cuda'] or metrics['machine']['cpu']}"
            + (f" (budget {cfg.time_budget_minutes:.0f} min: {'within' if metrics['within_time_budget'] else 'EXCEEDED'})."
               if cfg.time_budget_minutes else "."))
 notes = []

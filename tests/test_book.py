@@ -93,9 +93,9 @@ def test_every_class_graph_gets_an_interactive_page(tmp_path):
     g = ClassGraph(3, "three", 4, {"mode": "hard"}, "paired", 0.05, layers=[
         LayerGraph("fc2", 3, [0], [1], [2], [0], [0.0, -0.5, 0.2], [0.0, -3.0, 2.0], [0.5, 0.001, 0.02]),
         LayerGraph("fc1", 2, [1], [0], [], [1], [-0.3, 0.0], [-2.5, 0.1], [0.006, 0.46])])
-    reports = tmp_path / "reports"
-    g.save(reports / "graphs" / "train_lenet" / "paired" / "class_3.json")
-    files = book.graph_files(reports)
+    results = tmp_path / "results"
+    g.save(results / "graphs" / "train_lenet" / "paired" / "class_3.json")
+    files = book.graph_files(results)
     assert list(files) == ["train_lenet-paired-class_3"]
     pages = graph_view.write_pages(files, tmp_path / "site" / "graphs")
     html = (tmp_path / "site" / "graphs" / pages["train_lenet-paired-class_3"]).read_text()

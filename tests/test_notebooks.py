@@ -25,7 +25,8 @@ def _run_one(stage, root, fake_root):
     each other and run ten times slower than one after the other."""
     overrides = {"data": {"root": str(fake_root), "verify": False}, stage.section: {"threads": 1}}
     return pipeline.run_stage(stage.section, stage.notebook, profile="smoke", reports=root / "reports",
-                              models=root / "models", overrides=overrides, checkpoints=root / "ckpt", stages=STAGES)
+                              models=root / "models", overrides=overrides, checkpoints=root / "ckpt", stages=STAGES,
+                              results=root / "results")
 
 
 def prerequisites(stage) -> set[str]:
@@ -69,9 +70,12 @@ def smoke_run(fake_root, tmp_path_factory, request):
 
 def test_prerequisites_follow_dvc_yaml():
     by_name = {s.name: s for s in NOTEBOOK_STAGES}
-    assert prerequisites(by_name["discover_graphs"]) == {"train_lenet", "finetune_cifar10"}
-    assert prerequisites(by_name["reliability"]) == {"train_lenet", "finetune_cifar10", "discover_graphs"}
-    assert "arch_graphs" in prerequisites(by_name["arch_repair"]) and prerequisites(by_name["train_lenet"]) == set()
+    assert prerequisites(by_name["compute_discover_graphs"]) == {"compute_train_lenet", "compute_finetune_cifar10"}
+    assert prerequisites(by_name["discover_graphs"]) >= {"compute_discover_graphs"}
+    assert prerequisites(by_name["compute_reliability"]) >= {"compute_discover_graphs"}
+    assert "compute_arch_graphs" in prerequisites(by_name["compute_arch_repair"])
+    assert prerequisites(by_name["compute_train_lenet"]) == set()
+    assert prerequisites(by_name["train_lenet"]) == {"compute_train_lenet"}
 
 
 @pytest.mark.notebooks
@@ -91,7 +95,11 @@ def test_stage_runs_with_smoke_profile(stage, smoke_run):
             json.loads((root / path).read_text())
     summary = root / "reports" / spec.section / "summary"
     rows = [json.loads(p.read_text()) for p in summary.glob("*.json")]
-    assert rows and all(set(r) == set(reporting.SUMMARY_KEYS) for r in rows), "dvc metrics rows share one schema"
+    if spec.compute:
+        assert not rows or spec.section in {s.section for s in STAGES if s.notebook and not s.compute}
+        assert executed.parent == root / "results" / spec.section, "a compute stage writes results/, not reports/"
+    else:
+        assert rows and all(set(r) == set(reporting.SUMMARY_KEYS) for r in rows), "dvc metrics rows share one schema"
     nb = json.loads(executed.read_text())
     streams = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])
                if o.get("output_type") == "stream" and o.get("name") == "stderr"]
@@ -118,6 +126,6 @@ def test_the_book_builds_from_the_smoke_reports(smoke_run):
     root, results = smoke_run
     site = book.build(root / "reports", root / "book")
     index = (site / "index.html").read_text()
-    done = [s.section for s in NOTEBOOK_STAGES if not isinstance(results[s.name], Exception)]
+    done = [s.section for s in NOTEBOOK_STAGES if not s.compute and not isinstance(results[s.name], Exception)]
     assert all((site / f"{s}.html").is_file() for s in done) and "figure 7" in index
     assert not re.search(r'<(script|link|img)[^>]+(src|href)="https?:', index), "nothing is fetched from the network"

@@ -113,13 +113,13 @@ def test_confusion_pairs_and_verdicts():
     assert per_example.confusion_pairs(y, pred, [[1, 2]]) == [(1, 2)]
     assert per_example.confusion_pairs(y, y, None) == []
     rows = [{"corrected": True, "random_corrected": 0.1, "true_prob_before": 0.2, "true_prob_after": 0.99}] * 4
-    v = per_example.correction_verdict(rows, (3, 8))
-    assert v.outcome == verdicts.HOLDS and "100% corrected" in v.sentence() and per_example.CLAIMS["correction"] in v.sentence()
-    assert per_example.correction_verdict(rows[:2], (3, 8)).outcome == verdicts.UNRESOLVED
+    v = verdicts.correction_verdict(rows, (3, 8))
+    assert v.outcome == verdicts.HOLDS and "100% corrected" in v.sentence() and verdicts.CLAIMS["correction"] in v.sentence()
+    assert verdicts.correction_verdict(rows[:2], (3, 8)).outcome == verdicts.UNRESOLVED
     worse = [dict(r, random_corrected=0.9) for r in rows]
-    assert per_example.correction_verdict(worse, (3, 8)).outcome == verdicts.FAILS
-    assert per_example.filters_verdict([1, 2], [2, 1], (3, 8), "conv1", 0.8).outcome == verdicts.HOLDS
-    assert "Jaccard 0.33" in per_example.filters_verdict([1, 2], [2, 3], (3, 8), "conv1", 0.8).number
+    assert verdicts.correction_verdict(worse, (3, 8)).outcome == verdicts.FAILS
+    assert verdicts.filters_verdict([1, 2], [2, 1], (3, 8), "conv1", 0.8).outcome == verdicts.HOLDS
+    assert "Jaccard 0.33" in verdicts.filters_verdict([1, 2], [2, 3], (3, 8), "conv1", 0.8).number
 
 
 def test_bad_input_stops_early():
@@ -159,7 +159,7 @@ def test_correct_hands_the_model_back_as_it_came():
 
 
 def test_no_causal_filter_for_either_digit_is_not_resolved():
-    assert per_example.filters_verdict([], [], (3, 8), "conv1", 0.8).outcome == verdicts.UNRESOLVED
+    assert verdicts.filters_verdict([], [], (3, 8), "conv1", 0.8).outcome == verdicts.UNRESOLVED
     assert per_example.confusion_pairs(torch.tensor([1]), torch.tensor([1]), [[3, 8], [3, 8]]) == [(3, 8)]
     assert per_example.class_examples(torch.tensor([3, 3, 8, 3]), torch.tensor([3, 8, 8, 3]), 3, 5) == [0, 3]
     assert per_example.class_examples(torch.tensor([3, 3, 8, 3]), torch.tensor([3, 8, 8, 3]), 3, 2, False) == [0, 1]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from causal_interp import config, data, pipeline
+from causal_interp import config, data, pipeline, training
 from causal_interp.models import LeNet, save_model
 
 from .conftest import REPO
@@ -131,15 +131,18 @@ def test_bf16_is_flagged_only_on_a_cpu_that_emulates_it(tmp_path):
         (tmp_path / "cpuinfo").write_text(f"processor\t: 0\nflags\t\t: fpu sse2 avx2 {flags}\n\n")
         return tmp_path / "cpuinfo"
 
-    assert pipeline.cpu_native_bf16(cpuinfo("")) is False
-    assert pipeline.cpu_native_bf16(cpuinfo("avx512f avx512_bf16")) is True
-    assert pipeline.cpu_native_bf16(cpuinfo("amx_tile amx_bf16")) is True
-    assert pipeline.cpu_native_bf16(tmp_path / "absent") is None
+    assert training.cpu_native_bf16(cpuinfo("")) is False
+    assert training.cpu_native_bf16(cpuinfo("avx512f avx512_bf16")) is True
+    assert training.cpu_native_bf16(cpuinfo("amx_tile amx_bf16")) is True
+    assert training.cpu_native_bf16(tmp_path / "absent") is None
+    assert training.use_bf16("auto", native=True) and not training.use_bf16("auto", native=False)
+    assert training.use_bf16(True, native=False) and not training.use_bf16(False, native=True)   # true/false force it
     params = config.load_params(REPO / "params.yaml")
+    assert pipeline.precision_warning(params, native_bf16=False) is None, "bf16: auto picks float32 there by itself"
+    params["finetune_cifar10"]["bf16"] = True
     line = pipeline.precision_warning(params, native_bf16=False)
-    bf16 = [s for s, v in params.items() if isinstance(v, dict) and v.get("bf16")]
-    assert bf16 and line.startswith(f"warning: bf16: true in {', '.join(bf16)} on a CPU without native bf16")
-    assert "set bf16: false" in line and "\n" not in line
+    assert line.startswith("warning: bf16: true in finetune_cifar10 on a CPU without native bf16")
+    assert "set bf16: auto (or false)" in line and "\n" not in line
     assert pipeline.precision_warning(params, native_bf16=True) is None
     assert pipeline.precision_warning(params, native_bf16=None) is None
     smoke = config.load_params(REPO / "params.yaml", "smoke")
@@ -147,15 +150,16 @@ def test_bf16_is_flagged_only_on_a_cpu_that_emulates_it(tmp_path):
 
 
 def test_a_training_stage_and_the_check_warn_once_about_emulated_bf16(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(pipeline, "cpu_native_bf16", lambda: False)
-    assert pipeline.main(["--check"]) == 0
+    monkeypatch.setattr(pipeline, "_native_bf16", lambda: False)
+    forced = bad(tmp_path, lambda p: p["finetune_cifar10"].update(bf16=True))
+    assert pipeline.main(["--check", "--params", str(forced)]) == 0
     warned = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: bf16")]
     assert len(warned) == 1 and "finetune_cifar10" in warned[0]
-    params = bad(tmp_path, lambda p: p["finetune_cifar10"].update(pretrained=True))   # stops before any training
+    params = bad(tmp_path, lambda p: p["finetune_cifar10"].update(pretrained=True, bf16=True))   # stops before training
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     for cache in ("HF_HOME", "HF_HUB_CACHE", "TORCH_HOME"):
         monkeypatch.setenv(cache, str(tmp_path / cache))
-    assert pipeline.main(["finetune_cifar10", "notebooks/train.ipynb", "--params", str(params),
+    assert pipeline.main(["finetune_cifar10", "notebooks/compute/train.ipynb", "--params", str(params),
                           "--root", str(tmp_path / "o")]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert [line.split(" on a CPU")[0] for line in err if line.startswith("warning:")] == \
@@ -165,9 +169,9 @@ def test_a_training_stage_and_the_check_warn_once_about_emulated_bf16(tmp_path, 
 
 def test_smoke_profile_cannot_write_into_the_committed_reports_or_models(tmp_path, capsys):
     code, last = main(capsys, "train_lenet", "notebooks/train.ipynb", "--profile", "smoke")
-    assert code == 2 and "would overwrite the committed reports/ or models/" in last
+    assert code == 2 and "would overwrite the committed reports/, results/ or models/" in last
     code, last = main(capsys, "train_lenet", "notebooks/train.ipynb", "--profile", "smoke", "--reports", str(tmp_path))
-    assert code == 2 and "would overwrite the committed reports/ or models/" in last
+    assert code == 2 and "would overwrite the committed reports/, results/ or models/" in last
 
 
 def test_smoke_variables_count_only_under_run_all(monkeypatch, capsys):
@@ -235,11 +239,17 @@ def test_unknown_stage_and_profile(tmp_path, capsys):
 
 
 def test_missing_data_stops_with_fetch_hint(tmp_path, capsys):
-    code, last = main(capsys, "train_lenet", "notebooks/train.ipynb", "--data-root", str(tmp_path / "empty"),
+    code, last = main(capsys, "train_lenet", "notebooks/compute/train.ipynb", "--data-root", str(tmp_path / "empty"),
                       "--root", str(tmp_path / "out"), "--quiet")
     assert code == 1 and last.startswith("error: train_lenet: DataError: mnist not found")
-    assert (tmp_path / "out" / "reports" / "train_lenet" / "train_lenet.failed.ipynb").exists()
-    assert not (tmp_path / "out" / "reports" / "train_lenet" / "train_lenet.ipynb").exists()
+    assert (tmp_path / "out" / "results" / "train_lenet" / "train_lenet.failed.ipynb").exists()
+    assert not (tmp_path / "out" / "results" / "train_lenet" / "train_lenet.ipynb").exists()
+
+
+def test_a_report_without_its_results_names_the_compute_stage_to_run(tmp_path, capsys):
+    code, last = main(capsys, "train_lenet", "notebooks/train.ipynb", "--root", str(tmp_path / "out"), "--quiet")
+    assert code == 2 and "run `dvc repro compute_train_lenet` first" in last
+    assert not (tmp_path / "out" / "reports" / "train_lenet").exists(), "nothing ran"
 
 
 # ---- data that never drifts silently
@@ -295,7 +305,7 @@ def project_copy(tmp_path, fake_root):
     dst = tmp_path / "kit"
     files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
     for f in files:
-        if f.startswith("reports/") or not (REPO / f).exists():
+        if f.startswith(("reports/", "results/", "dvc-store/")) or not (REPO / f).exists():
             continue
         (dst / f).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / f, dst / f)
@@ -325,30 +335,31 @@ def test_dvc_repro_runs_a_stage_and_a_killed_rerun_keeps_its_report(tmp_path, fa
     first = dvc(dst, "repro", "train_lenet")
     out, _ = first.communicate(timeout=300)
     assert first.returncode == 0, out
-    report = dst / "reports" / "train_lenet"
+    report, results = dst / "reports" / "train_lenet", dst / "results" / "train_lenet"
     assert (report / "train_lenet.ipynb").exists() and (dst / "models" / "train_lenet.pt").exists()
+    assert (results / "train_lenet.ipynb").exists(), "the compute stage ran first"
     assert "== train_lenet: done" in out and "TCP without encryption" not in out and "TqdmWarning" not in out
-    before = snapshot(report)
+    before, computed = snapshot(report), snapshot(results)
     model = hashlib.md5((dst / "models" / "train_lenet.pt").read_bytes()).hexdigest()
 
     params = yaml.safe_load((dst / "params.yaml").read_text())
     params["train_lenet"]["epochs"] = 3                                 # a change: the stage must run again
     (dst / "params.yaml").write_text(yaml.safe_dump(params))
     second = dvc(dst, "repro", "train_lenet")
-    staged = dst / "reports" / ".staging" / "train_lenet" / "reports" / "train_lenet"
+    staged = dst / "reports" / ".staging" / "compute_train_lenet" / "results" / "train_lenet"
     deadline = time.time() + 120                                        # halfway: its metrics are written, not published
     while not (staged / "metrics.json").exists() and time.time() < deadline and second.poll() is None:
         time.sleep(0.05)
     assert second.poll() is None, "the run ended before it could be killed"
     os.killpg(second.pid, signal.SIGKILL)                               # no chance to clean up
     second.wait(timeout=30)
-    assert snapshot(report) == before, "the killed run changed the last good report"
+    assert snapshot(report) == before and snapshot(results) == computed, "the killed run changed the last good run"
     assert hashlib.md5((dst / "models" / "train_lenet.pt").read_bytes()).hexdigest() == model
 
     third = dvc(dst, "repro", "train_lenet")
     out, _ = third.communicate(timeout=300)
     assert third.returncode == 0, out
-    assert snapshot(report) != before and not (dst / "reports" / ".staging" / "train_lenet").exists()
+    assert snapshot(report) != before and not list((dst / "reports" / ".staging").glob("*train_lenet"))
     assert '"epochs": 3' in (report / "metrics.json").read_text()
     status = subprocess.run([str(BIN / "dvc"), "status", "train_lenet"], cwd=dst, capture_output=True, text=True)
     assert "up to date" in status.stdout, status.stdout

@@ -7,6 +7,11 @@ from .conftest import REPO
 
 
 def test_the_readme_results_block_matches_the_committed_summaries():
+    import subprocess
+
+    shallow = subprocess.run(["git", "rev-parse", "--is-shallow-repository"], cwd=REPO, capture_output=True, text=True)
+    if shallow.stdout.strip() == "true":
+        pytest.skip("a shallow clone cannot name the commits the stale stages' results come from")
     text = (REPO / "README.md").read_text()
     block = text.split(book.README_BEGIN, 1)[1].split(book.README_END, 1)[0]
     assert block == "\n" + book.results_markdown(REPO / "reports"), "run `make readme` after committing new reports"

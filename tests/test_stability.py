@@ -19,13 +19,13 @@ def test_fidelity_and_repair_verdicts_read_the_tables_as_their_stages_do():
                         for s, h, a in [(0.0, "critical", 0.9), (0.0, "random", 0.9), (0.0, "magnitude", 0.9),
                                         (0.1, "critical", 0.2), (0.1, "random", 0.85), (0.1, "magnitude", 0.8),
                                         (0.5, "critical", 0.0), (0.5, "random", 0.1), (0.5, "magnitude", 0.1)]])
-    v = stability.fidelity_verdict(fid, "p")
+    v = verdicts.of_claim("fidelity", stability.fidelity_numbers(fid), "p")
     assert v.holds and "top 10% critical" in v.number          # the largest share <= 20%, not 50%
     rep = pd.DataFrame([{"class": 0, "share": s, "mask": m, "class_accuracy": c, "all_accuracy": a,
                          "false_positive_rate": f, "precision": 0.5}
                         for s, m, c, a, f in [(0.0, "graph", 0.8, 0.9, 0.01), (1.0, "graph", 0.95, 0.6, 0.3),
                                               (0.0, "random", 0.8, 0.9, 0.01), (1.0, "random", 0.99, 0.99, 0.0)]])
-    assert stability.repair_verdict(rep, "p").outcome == verdicts.BIAS    # random rows do not count
+    assert verdicts.of_claim("repair", stability.repair_numbers(rep), "p").outcome == verdicts.BIAS    # random rows do not count
 
 
 @pytest.mark.parametrize("edit, message", [

@@ -26,17 +26,20 @@ def test_a_vit_class_graph_is_discovered_through_the_pipeline_by_params_alone(fa
     params_file = tmp_path / "params.yaml"
     params_file.write_text(yaml.safe_dump(params))
     stages = pipeline.dvc_stages(REPO)
-    train = next(s for s in stages if s.name == "train_arch@arch_resnet18")
-    stages.append(dataclasses.replace(train, name="train_arch@arch_vit",
-                                      outs=[o.replace("arch_resnet18", "arch_vit") for o in train.outs]))
+    for name in ("compute_train_arch@arch_resnet18", "train_arch@arch_resnet18"):
+        s = next(s for s in stages if s.name == name)
+        vit = lambda text: text.replace("arch_resnet18", "arch_vit")   # noqa: E731
+        stages.append(dataclasses.replace(s, name=vit(s.name), cmd=vit(s.cmd), outs=[vit(o) for o in s.outs],
+                                          deps=[vit(d) for d in s.deps]))
     run = dict(profile="smoke", params_file=params_file, reports=tmp_path / "reports", models=tmp_path / "models",
                checkpoints=tmp_path / "ckpt", stages=stages)
     data = {"data": {"root": str(fake_root), "verify": False}}
-    pipeline.run_stage("arch_vit", "notebooks/train.ipynb", overrides={**data, "arch_vit": {"threads": 1}}, **run)
-    assert json.loads((tmp_path / "reports" / "arch_vit" / "metrics.json").read_text())["model"] == VIT["model"]
+    pipeline.run_stage("arch_vit", "notebooks/compute/train.ipynb", overrides={**data, "arch_vit": {"threads": 1}},
+                       **run)
+    assert json.loads((tmp_path / "results" / "arch_vit" / "metrics.json").read_text())["model"] == VIT["model"]
 
-    pipeline.run_stage("arch_graphs", "notebooks/discover_graphs.ipynb", **run,
+    pipeline.run_stage("arch_graphs", "notebooks/compute/discover_graphs.ipynb", **run,
                        overrides={**data, "arch_graphs": {"threads": 1}})
-    graphs = sorted((tmp_path / "reports" / "graphs_architectures" / "arch_vit" / "paired").glob("class_*.json"))
+    graphs = sorted((tmp_path / "results" / "graphs_architectures" / "arch_vit" / "paired").glob("class_*.json"))
     assert graphs, "a class graph of the ViT"
     assert [lg["layer"] for lg in json.loads(graphs[0].read_text())["layers"]] == chain[::-1]

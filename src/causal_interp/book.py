@@ -121,6 +121,9 @@ def index_page(reports: Path, pages: dict[str, str], params_file: Path = REPO / 
              "number with its bootstrap 95% interval and the criterion (the claims and criteria are listed at the "
              "end). Thumbnails come from the first stage named.", "",
              "| figure | | the paper | our numbers and verdicts | notebooks |", "|---|---|---|---|---|"]
+    stale = stale_block(reports)
+    if stale:
+        lines[2:2] = [stale]
     for fig in FIGURES:
         first = fig.stages[0]
         thumbs = sorted((reports / first / "figures").glob(fig.thumbnail))
@@ -141,7 +144,6 @@ def index_page(reports: Path, pages: dict[str, str], params_file: Path = REPO / 
     notes = reading_notes(reports)
     if notes:
         lines += ["", notes]
-    from . import per_example  # noqa: F401  (adds the earlier paper's claims to verdicts.CLAIMS)
     from .agreement import CRITERION as AGREEMENT_CRITERION
     from .sanity import FAIL_ABOVE, PASS_BELOW
 
@@ -370,11 +372,23 @@ def default_test_markdown(reports: Path) -> str:
         "for every kind of graph, and each one is read with the graphs it was found on.", "", *lines, ""])
 
 
+def stale_block(reports: Path) -> str:
+    """The stale stages (`staleness.markdown`) of the pipeline whose reports these are; "" when all are up to date or
+    when `reports` is not the pipeline's own (a smoke run's)."""
+    from . import staleness
+
+    root = reports.parent
+    if not ((root / "dvc.yaml").is_file() and (root / "dvc.lock").is_file()):
+        return ""
+    return staleness.markdown(staleness.stale_stages(root))
+
+
 def results_markdown(reports: Path, params_file: Path = REPO / "params.yaml") -> str:
-    """The README's results: the trained models' accuracy, then per paper figure its claim and every headline row
-    (number and verdict) of the stages that make it, then the checks beyond the paper; from the committed
-    `summary/*.json`, worded as in the notebooks."""
-    lines = []
+    """The README's results: the stale stages if any, the trained models' accuracy, then per paper figure its claim
+    and every headline row (number and verdict) of the stages that make it, then the checks beyond the paper; from the
+    committed `summary/*.json`, worded as in the notebooks."""
+    stale = stale_block(reports)
+    lines = [stale] if stale else []
     for _, head, stages in result_groups(params_file):
         rows = [f"  * {line}" for line in stage_lines(reports, stages)]
         lines += [f"* {head}", *(rows or ["  * (not run yet)"])]
@@ -477,14 +491,14 @@ CSS = """/* the index table: wide pages, wrapped cells, readable thumbnails */
 .wy-table-responsive table td img { width: 220px; max-width: none; }
 """
 
-GRAPH_FOLDERS = ("graphs", "graphs_architectures")     # reports/<folder>/<model>/<test>/class_<k>.json
+GRAPH_FOLDERS = ("graphs", "graphs_architectures")     # results/<folder>/<model>/<test>/class_<k>.json
 
 
-def graph_files(reports: Path) -> dict[str, Path]:
-    """Every class graph the stages wrote: {"<model>-<test>-class_<k>": path}, in a stable order."""
+def graph_files(results: Path) -> dict[str, Path]:
+    """Every class graph the compute stages wrote (under `results`): {"<model>-<test>-class_<k>": path}, stable order."""
     out = {}
     for folder in GRAPH_FOLDERS:
-        for path in sorted((reports / folder).glob("*/*/class_*.json")):
+        for path in sorted((results / folder).glob("*/*/class_*.json")):
             out[f"{path.parent.parent.name}-{path.parent.name}-{path.stem}"] = path
     return out
 
@@ -525,7 +539,7 @@ def build(reports: str | Path = REPO / "reports", out: str | Path | None = None,
 
     reports = Path(reports).resolve()
     out = Path(out).resolve() if out else reports / "book"
-    sections = [s.section for s in dvc_stages(root) if s.notebook]
+    sections = list(dict.fromkeys(s.section for s in dvc_stages(root) if s.notebook and not s.compute))
     missing = [s for s in sections if not (reports / s / f"{s}.ipynb").is_file()]
     if missing:
         print(f"book: no executed notebook yet for {missing}; they are left out (dvc repro runs them first)")
@@ -547,7 +561,7 @@ def build(reports: str | Path = REPO / "reports", out: str | Path | None = None,
         (docs / "book.css").write_text(CSS)
         from .graph_view import write_pages
 
-        files = graph_files(reports)
+        files = graph_files(reports.parent / "results")
         graph_pages = write_pages(files, docs / "graphs")
         names = {n: json.loads(p.read_text()).get("class_name") for n, p in files.items()}
         (docs / "graph_explorer.md").write_text(explorer_page(graph_pages, names))

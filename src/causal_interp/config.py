@@ -172,7 +172,7 @@ class TrainConfig:
     label_smoothing: float = bounded(0.0, 0, 1, high_open=True)
     crop_pad: int = bounded(0, 0, 64)
     hflip: bool = False
-    bf16: bool = False
+    bf16: Any = "auto"    # "auto": bf16 autocast where it is native (AMX / AVX-512 BF16, a GPU), else float32; true/false force it
     train_subset: int | None = bounded(None, 1)
     test_subset: int | None = bounded(None, 1)
     target_accuracy: float = bounded(0.0, 0, 1)
@@ -187,6 +187,8 @@ class TrainConfig:
         if self.dataset not in DATASETS:
             raise ConfigError(f"{section}.dataset: unknown dataset {self.dataset!r}; known: {sorted(DATASETS)}")
         check_model_name(self.model, key=f"{section}.model")
+        if self.bf16 not in (True, False, "auto"):
+            raise ConfigError(f"{section}.bf16 must be auto, true or false, got {self.bf16!r}")
         if self.optimizer not in ("adam", "sgd"):
             raise ConfigError(f"{section}.optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
         if self.epochs < (0 if self.pretrained else 1):

@@ -424,7 +424,7 @@ class DiscoveryConfig:
     b: float = bounded(0.0, 0, 1)
     eps: float = bounded(0.01, 0, 0.5)
     layers: dict = field(default_factory=dict)   # training stage -> explicit layer chain
-    graphs_dir: str = "graphs"           # graphs are written to reports/<graphs_dir>/<model>/<test>/
+    graphs_dir: str = "graphs"           # graphs are written to results/<graphs_dir>/<model>/<test>/
     figure_class: int = bounded(3, 0)    # class shown in figs. 3-6 (one of `classes`)
     max_batch: int = bounded(4096, 1)
     seed: int = bounded(0, 0)

@@ -40,7 +40,7 @@ class EvaluationConfig:
     classes: list | None = None                         # null: every class with a graph
     correct_only: bool = True                           # explain only correctly classified evaluation examples
     graph_test: str = "paired"
-    graphs_dir: str = "graphs"                          # reports/<graphs_dir>/<model>/<graph_test>/
+    graphs_dir: str = "graphs"                          # results/<graphs_dir>/<model>/<graph_test>/
     methods: list = field(default_factory=lambda: ["Causal", "RISE", "Occlusion", "IntegratedGradients", "Saliency",
                                                    "GradientShap", "InputXGradient", "Deconvolution",
                                                    "ExcitationBackprop"])

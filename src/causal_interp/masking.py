@@ -215,7 +215,7 @@ class MaskingConfig:
 
     models: list
     classes: list | None = None          # null: every class with a graph
-    graph_test: str = "paired"           # which discovered graphs (reports/<graphs_dir>/<model>/<test>)
+    graph_test: str = "paired"           # which discovered graphs (results/<graphs_dir>/<model>/<test>)
     graphs_dir: str = "graphs"
     shares: list = None                  # shares of each layer's parents (fidelity) / of D (repair) to mask
     random_draws: int = bounded(3, 1, 1000)

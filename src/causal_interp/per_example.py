@@ -36,7 +36,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import verdicts
 from .config import bounded
 from .discovery import ClassGraph, LayerGraph, layer_chain
 from .interventions import Intervention, TracedModel, treatment_effects
@@ -46,19 +45,8 @@ from .models import evaluating
 EFFECTS = ("logit", "kl")
 TEST = "per-example threshold (eq. 1 of the earlier paper)"
 
-CLAIMS = {
-    "correction": "keeping only the G+ parameters of the true class's per-example graph corrects the wrong predictions "
-                  "(earlier paper, sec. 3.2: 11 of 11 corrected)",
-    "conv1_filters": "the causal filters of the first conv layer are the same for the two digits (earlier paper, fig. 4)",
-}
-CRITERIA = {
-    "correction": "holds when at least 90% of the pair's errors are corrected and the random control of the same size "
-                  "corrects at most half as many; not resolved with fewer than 3 errors; otherwise it does not hold",
-    "conv1_filters": "holds when the two digits' sets of filters in G+ of more than the frequency threshold of their "
-                     "examples are equal and not empty; not resolved when both are empty; otherwise it does not hold",
-}
-verdicts.CLAIMS.update(CLAIMS)       # worded and formatted by `verdicts.Verdict` like every other claim
-verdicts.CRITERIA.update(CRITERIA)
+# The earlier paper's claims, their criteria and their verdicts (`correction_verdict`, `filters_verdict`) live in
+# `verdicts`, beside every other claim: this module computes and judges nothing (it does not import `verdicts`).
 
 
 @dataclass
@@ -233,31 +221,7 @@ def correct(model: nn.Module, x: torch.Tensor, true_class: int, example: int, n_
             "random_true_prob_after": float(rand[:, true_class].mean())}
 
 
-def correction_verdict(rows: list[dict], pair: tuple[int, int]) -> verdicts.Verdict:
-    """CRITERIA["correction"] on the corrections of one (true, predicted) pair."""
-    n = len(rows)
-    protocol = f"LeNet, true {pair[0]} predicted as {pair[1]}, {n} test errors, graphs from the true label"
-    if n < 3:
-        return verdicts.Verdict("correction", protocol, f"{n} errors", verdicts.UNRESOLVED, "fewer than 3 errors")
-    ours = float(np.mean([r["corrected"] for r in rows]))
-    rand = float(np.mean([r["random_corrected"] for r in rows]))
-    holds = ours >= 0.9 and rand <= ours / 2
-    return verdicts.Verdict("correction", protocol, f"{ours:.0%} corrected, random control of the same size {rand:.0%}",
-                            verdicts.HOLDS if holds else verdicts.FAILS,
-                            f"true-class probability {np.mean([r['true_prob_before'] for r in rows]):.2f} -> "
-                            f"{np.mean([r['true_prob_after'] for r in rows]):.2f}")
-
-
 def jaccard(a, b) -> float:
     """|a & b| / |a | b| (1 for two empty sets)."""
     union = set(a) | set(b)
     return len(set(a) & set(b)) / len(union) if union else 1.0
-
-
-def filters_verdict(a: list[int], b: list[int], classes: tuple, layer: str, share: float) -> verdicts.Verdict:
-    """CRITERIA["conv1_filters"]: the two classes' causal filters of `layer`, and their Jaccard overlap."""
-    protocol = f"LeNet `{layer}`, filters in G+ of more than {share:.0%} of the examples"
-    number = f"digit {classes[0]}: {a}, digit {classes[1]}: {b} (Jaccard {jaccard(a, b):.2f})"
-    if not a and not b:
-        return verdicts.Verdict("conv1_filters", protocol, number, verdicts.UNRESOLVED, "no filter reaches the share")
-    return verdicts.Verdict("conv1_filters", protocol, number, verdicts.HOLDS if set(a) == set(b) else verdicts.FAILS)

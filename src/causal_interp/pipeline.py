@@ -9,9 +9,13 @@
 key and value, the profile's sections), so a bad value stops with one `error:` line within seconds.
 
 The notebook receives, as injected papermill parameters, `stage`, `params` (the stage's section plus the
-shared `seed` and `data` sections), `out_dir`, `reports_dir`, `models_dir`, `models_out` and `checkpoint_dir`.
-It reads earlier stages' results from `reports_dir`/`models_dir` and writes everything into a staging folder
-(`out_dir` = `<reports>/.staging/<stage>/reports/<stage>`, models into `models_out`). Only when the notebook
+shared `seed` and `data` sections), `out_dir`, `reports_dir`, `results_dir`, `models_dir`, `models_out` and
+`checkpoint_dir`. Compute stages run a notebook of `notebooks/compute/`: it writes models and data (`results/<stage>/`,
+`results/graphs/`, ...) and draws nothing; report stages run a notebook of `notebooks/`, read the compute stages'
+`results_dir`/`models_dir` and write what a reader reads (`reports/<stage>/`: the executed notebook, figures, verdicts,
+summary rows). So a figure or a verdict changes by re-running report stages only (minutes), never a training or a
+discovery. Every stage writes into a staging folder (`out_dir` = `<reports>/.staging/<name>/{reports,results}/<stage>`,
+models into `models_out`). Only when the notebook
 has run to the end are the staged folders moved over the previous ones (`reports/<stage>/`, `reports/graphs/`,
 `models/<stage>.pt`, ...), so a failed, interrupted or killed stage leaves the last good report in place; the
 notebook of a failed run is kept as `reports/<stage>/<stage>.failed.ipynb`. DVC is told not to delete the
@@ -88,8 +92,24 @@ class Stage:
 
     @property
     def section(self) -> str:
-        """Its params.yaml section: the stage name, or the foreach item."""
+        """Its params.yaml section: the STAGE its command runs (`pipeline STAGE NOTEBOOK`), else the stage name or
+        the foreach item. A compute stage (`compute_discover_graphs`) and the report stage that draws its results
+        (`discover_graphs`) share one section."""
+        words = self.cmd.split()
+        if "causal_interp.pipeline" in words and len(words) > words.index("causal_interp.pipeline") + 1:
+            return words[words.index("causal_interp.pipeline") + 1]
         return self.name.split("@", 1)[-1]
+
+    @property
+    def compute(self) -> bool:
+        """Whether it is a compute stage: it runs a notebook of `notebooks/compute/`, which writes models and data
+        (`results/`) and draws nothing."""
+        return is_compute(self.notebook) if self.notebook else False
+
+
+def is_compute(notebook: str | Path) -> bool:
+    """A notebook of `notebooks/compute/`: it writes into `results/`, not `reports/`."""
+    return Path(notebook).parent.name == "compute"
 
 
 def dvc_stages(root: str | Path = REPO) -> list[Stage]:
@@ -166,39 +186,31 @@ def check_against_models(section: str, values: dict, models: Path) -> None:
                 raise config.ConfigError(f"{section}.{key}: {e} for {m}") from None
 
 
-NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")     # /proc/cpuinfo flags of CPUs that compute in bf16 natively
+def _native_bf16() -> bool | None:
+    from .training import cpu_native_bf16
 
-
-def cpu_native_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool | None:
-    """Whether this CPU computes bf16 natively (AMX or AVX-512 BF16); None where /proc/cpuinfo cannot tell (not Linux).
-    Without it, torch emulates bf16 and autocast training runs several times slower than float32
-    (`benchmarks/training_precision.py` measures both)."""
-    try:
-        flags = next(line.split(":", 1)[1].split() for line in Path(cpuinfo).read_text().splitlines()
-                     if line.startswith("flags"))
-    except (OSError, StopIteration):
-        return None
-    return any(f in flags for f in NATIVE_BF16_FLAGS)
+    return cpu_native_bf16()
 
 
 def precision_warning(sections: dict, native_bf16: bool | None) -> str | None:
-    """One warning line naming the full-size training sections (of `sections`: name -> values) with `bf16: true`, on a
+    """One warning line naming the full-size training sections (of `sections`: name -> values) that force `bf16: true`, on a
     CPU without native bf16; None when there are none. Smoke-size runs (`train_subset` set) are too short to matter."""
     if native_bf16 is not False:
         return None
-    slow = [name for name, values in sections.items()
-            if isinstance(values, dict) and values.get("bf16") and not values.get("train_subset")]
+    slow = [name for name, values in sections.items()     # `bf16: auto` (the default) picks float32 here by itself
+            if isinstance(values, dict) and values.get("bf16") is True and not values.get("train_subset")]
     if not slow:
         return None
     return (f"warning: bf16: true in {', '.join(slow)} on a CPU without native bf16 (no "
-            f"{' or '.join(NATIVE_BF16_FLAGS)} in /proc/cpuinfo): torch emulates bf16 here and training runs several "
-            f"times slower than in float32 (reports/benchmarks/training_precision.json); set bf16: false there for "
+            f"amx_bf16 or avx512_bf16 in /proc/cpuinfo): torch emulates bf16 here and training runs several "
+            f"times slower than in float32 (reports/benchmarks/training_precision.json); set bf16: auto (or false) there for "
             f"speed (the trained models then differ from the committed run's, as they do on any other CPU)")
 
 
 def stage_parameters(stage: str, params: dict, reports: Path, models: Path, checkpoints: Path,
-                     staging: Path) -> dict:
-    """The papermill parameters of `stage` (see the module docstring); paths are absolute."""
+                     staging: Path, results: Path | None = None, compute: bool = False) -> dict:
+    """The papermill parameters of `stage` (see the module docstring); paths are absolute. A compute notebook's
+    `out_dir` is under the staged `results/`, a report notebook's under the staged `reports/`."""
     if stage not in params:
         raise config.ConfigError(f"params.yaml has no section {stage!r} (sections: "
                                  f"{sorted(k for k in params if k not in TOP_LEVEL)})")
@@ -212,8 +224,9 @@ def stage_parameters(stage: str, params: dict, reports: Path, models: Path, chec
     return {
         "stage": stage,
         "params": {"seed": params.get("seed", 0), "data": data, stage: params[stage]},
-        "out_dir": str(staging / "reports" / stage),
+        "out_dir": str(staging / ("results" if compute else "reports") / stage),
         "reports_dir": str(reports),
+        "results_dir": str(results if results is not None else reports.parent / "results"),
         "models_dir": str(models),
         "models_out": str(staging / "models"),
         "checkpoint_dir": str(checkpoints),
@@ -233,12 +246,13 @@ def _replace(src: Path, dst: Path) -> None:
         shutil.rmtree(old) if old.is_dir() else old.unlink()
 
 
-def publish(staging: Path, reports: Path, models: Path) -> list[Path]:
-    """Move a finished stage's staged outputs over the previous ones: each folder under staging/reports replaces
-    the same folder of `reports` whole (as DVC would: nothing stale survives), each staged model its file. Ctrl-C
-    and `kill` wait until it is done (a publish takes milliseconds), so it is never left half way."""
-    moves = [(src, reports / src.name) for src in sorted((staging / "reports").iterdir())] + \
-            [(src, models / src.name) for src in sorted((staging / "models").iterdir())]
+def publish(staging: Path, reports: Path, models: Path, results: Path | None = None) -> list[Path]:
+    """Move a finished stage's staged outputs over the previous ones: each folder under staging/reports (staging/results)
+    replaces the same folder of `reports` (`results`) whole (as DVC would: nothing stale survives), each staged model
+    its file. Ctrl-C and `kill` wait until it is done (a publish takes milliseconds), so it is never left half way."""
+    results = results if results is not None else reports.parent / "results"
+    moves = [(src, root / src.name) for sub, root in (("reports", reports), ("results", results), ("models", models))
+             if (staging / sub).is_dir() for src in sorted((staging / sub).iterdir())]
     blocked = {signal.SIGINT, signal.SIGTERM}
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
     try:
@@ -250,10 +264,11 @@ def publish(staging: Path, reports: Path, models: Path) -> list[Path]:
     return [dst for _, dst in moves]
 
 
-def recover(staging: Path, reports: Path, models: Path) -> None:
+def recover(staging: Path, reports: Path, models: Path, results: Path | None = None) -> None:
     """After a run killed with SIGKILL (which nothing can block): an output left only as `.<name>.old` by an
     unfinished publish is put back, and the unpublished staging folder is dropped."""
-    for folder in (reports, models):
+    results = results if results is not None else reports.parent / "results"
+    for folder in (reports, results, models):
         for old in folder.glob(".*.old") if folder.is_dir() else []:
             dst = old.with_name(old.name[1:-4])
             if not dst.exists():
@@ -293,8 +308,7 @@ def relay(path: str | Path, stream=None, poll: float = 0.3):
     """Copy what the kernel's progress bars (`progress.progress`) append to `path` onto `stream` (default: stderr)
     until the block ends; yields whether `stream` is a terminal. On a terminal tqdm's carriage returns redraw one line
     (the file is read with `newline=""`: Python's universal newlines would turn each one into a new line); elsewhere
-    (a CI log) each redraw becomes a line. (`progress.relay`, which did that translation, is superseded by this one and
-    goes with the next full re-run of the pipeline, whose every stage depends on progress.py.)"""
+    (a CI log) each redraw becomes a line."""
     stream = stream or sys.stderr
     path = Path(path)
     path.write_text("")
@@ -349,9 +363,12 @@ def check_paired(notebook: Path) -> None:
 def run_stage(stage: str, notebook: str | Path, profile: str = "default",
               params_file: str | Path = REPO / "params.yaml", reports: str | Path = REPO / "reports",
               models: str | Path = REPO / "models", overrides: dict | None = None, show_progress: bool = False,
-              checkpoints: str | Path = REPO / ".cache" / "checkpoints", stages: list[Stage] | None = None) -> Path:
+              checkpoints: str | Path = REPO / ".cache" / "checkpoints", stages: list[Stage] | None = None,
+              results: str | Path | None = None) -> Path:
     """Validate params, execute `notebook` for `stage` into a staging folder and publish its outputs on success;
-    returns the executed notebook. `checkpoints` holds the resumable state of long stages."""
+    returns the executed notebook. `checkpoints` holds the resumable state of long stages. A compute notebook
+    (`notebooks/compute/`) writes into `results` (default: `results/` beside `reports`), a report notebook into
+    `reports`."""
     import papermill
 
     notebook = Path(notebook)
@@ -361,23 +378,33 @@ def run_stage(stage: str, notebook: str | Path, profile: str = "default",
         raise FileNotFoundError(f"notebook not found: {notebook}")
     check_paired(notebook)
     reports, models = Path(reports).resolve(), Path(models).resolve()
-    if profile != "default" and (reports == (REPO / "reports").resolve() or models == (REPO / "models").resolve()):
-        raise config.ConfigError(f"profile {profile!r} would overwrite the committed reports/ or models/; give --root DIR")
+    results = Path(results).resolve() if results is not None else reports.parent / "results"
+    committed = [(REPO / f).resolve() for f in ("reports", "models", "results")]
+    if profile != "default" and any(p in committed for p in (reports, models, results)):
+        raise config.ConfigError(f"profile {profile!r} would overwrite the committed reports/, results/ or models/; "
+                                 f"give --root DIR")
+    compute = is_compute(notebook)
     params = config.deep_merge(validate_params(params_file, profile, stages), overrides or {})
     if overrides:
         config.data_config(params)
     if isinstance(params.get(stage), dict):
         check_against_models(stage, params[stage], models)
-    warning = precision_warning({stage: params.get(stage)}, cpu_native_bf16())
+    warning = precision_warning({stage: params.get(stage)}, _native_bf16())
     if warning:
         print(warning, file=sys.stderr, flush=True)
-    staging = reports / ".staging" / stage
-    parameters = stage_parameters(stage, params, reports, models, Path(checkpoints).resolve(), staging)
+    staging = reports / ".staging" / (f"compute_{stage}" if compute else stage)
+    parameters = stage_parameters(stage, params, reports, models, Path(checkpoints).resolve(), staging, results,
+                                  compute)
     section = params[stage]
     if isinstance(section, dict) and section.get("pretrained"):     # offline: one line now, not hub retries later
         from .models import check_pretrained_available
 
         check_pretrained_available(section.get("model", ""), key=f"{stage}.pretrained")
+    if not compute and (notebook.parent / "compute" / notebook.name).is_file() and not (results / stage).is_dir():
+        name = next((s.name for s in stages or dvc_stages() if s.compute and s.section == stage), f"compute_{stage}")
+        raise FileNotFoundError(f"{results / stage} not found: the report of {stage} draws what its compute stage wrote; "
+                                f"run `dvc repro {name}` first (or `python -m causal_interp.pipeline {stage} "
+                                f"notebooks/compute/{notebook.name}`)")
     declared = papermill.inspect_notebook(str(notebook))
     parameters = {k: v for k, v in parameters.items() if k in declared}
     staging.parent.mkdir(parents=True, exist_ok=True)
@@ -388,18 +415,19 @@ def run_stage(stage: str, notebook: str | Path, profile: str = "default",
         raise config.ConfigError(f"stage {stage} is already running into {reports} (another dvc repro or pipeline "
                                  f"run); wait for it to finish") from None
     try:
-        return _execute(stage, notebook, parameters, staging, reports, models, show_progress)
+        return _execute(stage, notebook, parameters, staging, reports, models, show_progress, results, compute)
     finally:
         lock.close()
 
 
-def _execute(stage, notebook, parameters, staging, reports, models, show_progress) -> Path:
+def _execute(stage, notebook, parameters, staging, reports, models, show_progress, results, compute) -> Path:
     import papermill
 
     from . import progress
 
-    recover(staging, reports, models)                   # left over by a killed run: never published
-    out_dir = staging / "reports" / stage
+    recover(staging, reports, models, results)          # left over by a killed run: never published
+    sub, root = ("results", results) if compute else ("reports", reports)
+    out_dir = staging / sub / stage
     out_dir.mkdir(parents=True, exist_ok=True)
     (staging / "models").mkdir(parents=True, exist_ok=True)
     executed = out_dir / f"{stage}.ipynb"
@@ -418,7 +446,7 @@ def _execute(stage, notebook, parameters, staging, reports, models, show_progres
         if not isinstance(e, KeyboardInterrupt) and "Kernel died" in str(e) and kernel_log.is_file():
             tail = kernel_log.read_text(errors="replace").strip().splitlines()[-15:]
             print("\n".join(["the kernel's own log (last lines):", *tail]), file=sys.stderr)
-        failed = reports / stage / f"{stage}.failed.ipynb"
+        failed = root / stage / f"{stage}.failed.ipynb"
         if executed.exists():
             failed.parent.mkdir(parents=True, exist_ok=True)
             os.replace(executed, failed)
@@ -428,8 +456,30 @@ def _execute(stage, notebook, parameters, staging, reports, models, show_progres
         shutil.rmtree(sockets, ignore_errors=True)
     log.unlink(missing_ok=True)
     drop_default_parameters(executed)
-    publish(staging, reports, models)
-    return reports / stage / f"{stage}.ipynb"
+    note_machine(executed)
+    publish(staging, reports, models, results)
+    return root / stage / f"{stage}.ipynb"
+
+
+def machine_name(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
+    """This machine in a few words (CPU model and cores, and whether it computes bf16 natively), for the record of a
+    run; the GPU is named by the stages that use one."""
+    import platform
+
+    text = Path(cpuinfo).read_text() if Path(cpuinfo).is_file() else ""
+    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")),
+                 platform.processor() or platform.machine())
+    native = any(f in text for f in ("amx_bf16", "avx512_bf16"))
+    return f"{model}, {os.cpu_count()} cores" + (", native bf16" if native else "")
+
+
+def note_machine(executed: Path) -> None:
+    """Record in the executed notebook's metadata where it ran (`make status` estimates a re-run from it)."""
+    import nbformat
+
+    nb = nbformat.read(str(executed), as_version=4)
+    nb.metadata["causal_interp"] = {"machine": machine_name()}
+    nbformat.write(nb, str(executed))
 
 
 def drop_default_parameters(executed: Path) -> None:
@@ -489,6 +539,7 @@ def main(argv=None) -> int:
                         help="write reports/, models/ and .cache/ under DIR instead of the repository")
     parser.add_argument("--reports", default=None)
     parser.add_argument("--models", default=None)
+    parser.add_argument("--results", default=None, help="where compute stages write (default: results/ under the root)")
     parser.add_argument("--checkpoints", default=None, help="where long stages keep resumable state")
     parser.add_argument("--data-root", default=env.get(DATA_ROOT_ENV), help="override params data.root")
     parser.add_argument("--quiet", action="store_true", help="no progress bars, errors only")
@@ -496,6 +547,7 @@ def main(argv=None) -> int:
     base = Path(args.root).resolve() if args.root else REPO
     reports = Path(args.reports or base / "reports")
     models = Path(args.models or base / "models")
+    results = Path(args.results or base / "results")
     checkpoints = Path(args.checkpoints or base / ".cache" / "checkpoints")
     overrides = {"data": {"root": str(Path(args.data_root).resolve())}} if args.data_root else None
     previous = signal.signal(signal.SIGTERM, _interrupt)   # `kill` cleans up like Ctrl-C: the staged run is dropped
@@ -510,7 +562,7 @@ def main(argv=None) -> int:
             for name, values in params.items():     # class indices against the models trained so far
                 if isinstance(values, dict) and name not in TOP_LEVEL:
                     check_against_models(name, values, models)
-            warning = precision_warning(params, cpu_native_bf16())
+            warning = precision_warning(params, _native_bf16())
             if warning:
                 print(warning, file=sys.stderr)
             print(f"params.yaml ({args.profile} profile): ok")
@@ -519,12 +571,12 @@ def main(argv=None) -> int:
             parser.error("give STAGE and NOTEBOOK, or --all, or --check")
         t0 = time.perf_counter()
         if not args.quiet:
-            print(f"== {args.stage}: {args.notebook}, {args.profile} profile -> {reports / args.stage}",
+            print(f"== {args.stage}: {args.notebook}, {args.profile} profile -> {(results if is_compute(args.notebook) else reports) / args.stage}",
                   file=sys.stderr, flush=True)
         final = run_stage(args.stage, args.notebook, args.profile, args.params, reports, models, overrides,
-                          show_progress=not args.quiet, checkpoints=checkpoints)
+                          show_progress=not args.quiet, checkpoints=checkpoints, results=results)
         if not args.quiet:
-            print(f"== {args.stage}: done in {(time.perf_counter() - t0) / 60:.1f} min; report {final}",
+            print(f"== {args.stage}: done in {(time.perf_counter() - t0) / 60:.1f} min; {'results' if is_compute(args.notebook) else 'report'} {final}",
                   file=sys.stderr, flush=True)
     except KeyboardInterrupt:
         print(f"error: {label}: interrupted; the previous report is kept, re-run to resume", file=sys.stderr)

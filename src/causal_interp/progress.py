@@ -1,19 +1,16 @@
 """Live progress of long loops, on the terminal that runs the stage, kept out of the executed notebooks.
 
 `python -m causal_interp.pipeline` (what `dvc repro` and `make` call) sets `CAUSAL_PROGRESS` to a file that it
-relays to its own stderr while the notebook runs (`relay`). Inside the notebook kernel, `progress(...)` draws a
+relays to its own stderr while the notebook runs (`pipeline.relay`). Inside the notebook kernel, `progress(...)` draws a
 tqdm bar into that file: the stage, the unit (epoch, class, layer, run, method), done/total, rate and ETA. Without
 the variable (a notebook opened in JupyterLab, the unit tests) the bars are disabled and nothing is printed.
+
+Like the runner, this module is no stage's DVC dependency: a bar draws on the terminal and never changes what a stage
+writes, so a progress-bar fix re-runs nothing (tests/test_notebook_sources.py exempts both).
 """
 from __future__ import annotations
 
-import contextlib
 import os
-import re
-import sys
-import threading
-import time
-from pathlib import Path
 
 ENV = "CAUSAL_PROGRESS"          # file the bars are written to
 STAGE_ENV = "CAUSAL_STAGE"       # stage name shown in front of every bar
@@ -42,40 +39,3 @@ def progress(iterable=None, total: int | None = None, desc: str = "", unit: str 
     return tqdm(iterable, total=total, desc=f"{stage}: {desc}" if stage else desc, unit=f" {unit}", file=stream,
                 disable=stream is None, leave=leave, initial=initial, dynamic_ncols=False, ncols=100, ascii=True,
                 mininterval=float(os.environ.get(INTERVAL_ENV, 1.0)), smoothing=0.1)
-
-
-@contextlib.contextmanager
-def relay(path: str | Path, stream=None, poll: float = 0.3):
-    """Copy what the kernel appends to `path` onto `stream` (default: stderr) until the block ends. On a
-    terminal tqdm's carriage returns redraw one line; elsewhere (a CI log) each redraw becomes a line."""
-    stream = stream or sys.stderr
-    path = Path(path)
-    path.write_text("")
-    tty = stream.isatty() if hasattr(stream, "isatty") else False
-    stop = threading.Event()
-
-    def pump():
-        last = "\n"
-        with open(path, encoding="utf-8", errors="replace") as f:
-            while True:
-                chunk = f.read()
-                if chunk and not tty:    # one line per redraw, no blank lines
-                    chunk = re.sub(r"\n+", "\n", (last + chunk).replace("\r", "\n"))[1:]
-                if chunk:
-                    stream.write(chunk)
-                    stream.flush()
-                    last = chunk[-1]
-                elif stop.is_set():
-                    return
-                else:
-                    time.sleep(poll)
-
-    thread = threading.Thread(target=pump, daemon=True)
-    thread.start()
-    try:
-        yield tty
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-        with contextlib.suppress(OSError):
-            path.unlink()

@@ -41,8 +41,8 @@ class ReliabilityConfig:
     """params.yaml section `reliability`."""
 
     models: dict = field(default_factory=dict)   # training stage -> SweepConfig fields
-    graph_test: str = "paired"       # which discovered graphs (reports/graphs/<model>/<test>) are the reference
-    graphs_dir: str = "graphs"        # reports/<graphs_dir>/<model>/<graph_test>/
+    graph_test: str = "paired"       # which discovered graphs (results/graphs/<model>/<test>) are the reference
+    graphs_dir: str = "graphs"        # results/<graphs_dir>/<model>/<graph_test>/
     b_min: float = bounded(0.01, 0, 1)
     b_max: float = bounded(0.5, 0, 1)
     runs_per_b: int = bounded(10, 1)

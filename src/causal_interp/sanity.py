@@ -45,7 +45,7 @@ class SanityConfig:
                                                                          # per randomised layer (minutes on ResNet18)
     mprt_full_only: list = field(default_factory=list)   # of mprt_models: only the trained against the fully randomised
                                                          # model (Quantus' skip_layers: one rediscovery, not one per layer)
-    graph_test: str = "paired"          # the trained model's graphs: reports/<graphs_dir>/<model>/<graph_test>
+    graph_test: str = "paired"          # the trained model's graphs: results/<graphs_dir>/<model>/<graph_test>
     graphs_dir: str = "graphs"
     layers: dict = field(default_factory=dict)   # map layer per model (default: the chain's last conv layer)
     methods: list = field(default_factory=lambda: ["Causal", "IntegratedGradients", "Saliency", "GradientShap",

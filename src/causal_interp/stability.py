@@ -2,13 +2,20 @@
 
 For each training seed LeNet is retrained with the `train_lenet` settings. For each graph protocol the class graphs are
 rediscovered on the discovery half: `kit` (the paired test, the pipeline's default), `floor` (the paired test with an
-effect-size floor) and `authors` (their two-sample test with their fallback, `explain.py`). Each figure's verdict is then computed with the criterion of its own stage
-(`verdicts.py`), at the reduced sizes of params.yaml's `lenet_verdicts` section:
+effect-size floor) and `authors` (their two-sample test with their fallback, `explain.py`). `run` computes, per seed,
+graph protocol and figure, the numbers each figure's verdict rests on, at the reduced sizes of params.yaml's
+`lenet_verdicts` section:
 
-* fig. 7, reliability: `reliability_runs` soft runs per class (the reliability stage runs 1000);
+* fig. 7, reliability: the share of hard-graph nodes in every one of `reliability_runs` soft runs per class (the
+  reliability stage runs 1000);
 * fig. 8, LE: the fair protocol of `authors_protocol` (raw pixels, one convention for every method) on the evaluation
-  examples of `le_class`, the causal maps being the authors' map (`protocols.AuthorsCausalExplainer`) of each graph;
-* fig. 10, fidelity and fig. 11, repair: the masks and criteria of the fidelity and repair stages.
+  examples of `le_class`, the causal maps being the authors' map (`protocols.AuthorsCausalExplainer`) of each graph:
+  each method's median with its bootstrap 95% interval;
+* fig. 10, fidelity and fig. 11, repair: the masking sweeps of the fidelity and repair stages, read as they read them.
+
+Each number is stored under the argument names of its verdict function, so the report applies the criterion of the
+figure's own stage with `verdicts.of_claim(FIGURES[figure], numbers, verdict_protocol(...))`; this module computes and
+judges nothing (it does not import `verdicts`).
 """
 from __future__ import annotations
 
@@ -22,7 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import baselines, config, data, discovery, masking, models, protocols, reliability, training, verdicts
+from . import baselines, config, data, discovery, masking, models, protocols, reliability, training
 from .config import bounded
 from .progress import progress
 
@@ -30,7 +37,7 @@ from .progress import progress
 # to the authors' committed graph (authors_protocol's graph-size table); authors: their test and fallback
 GRAPH_PROTOCOLS = {"kit": {"test": "paired"}, "floor": {"test": "paired", "min_effect": 0.15},
                    "authors": {"test": "two_sample", "fallback": True}}
-FIGURES = {7: "reliability", 8: "le", 10: "fidelity", 11: "repair"}
+FIGURES = {7: "reliability", 8: "le", 10: "fidelity", 11: "repair"}   # figure -> claim (verdicts.CLAIMS)
 
 
 @dataclass
@@ -133,8 +140,9 @@ def setup(model, halves, graphs: dict) -> masking.Setup:
                          {lg.layer: lg.n_parents for lg in any_graph.layers})
 
 
-def reliability_verdict(model, halves, graphs: dict, cfg: StabilityConfig, name: str, cache_dir: Path) -> verdicts.Verdict:
-    """Fig. 7: the share of hard-graph nodes necessary in every soft run, pooled over classes and layers."""
+def reliability_numbers(model, halves, graphs: dict, cfg: StabilityConfig, name: str, cache_dir: Path) -> dict:
+    """Fig. 7: the share of hard-graph nodes necessary in every soft run, pooled over classes and layers
+    (`verdicts.reliability_verdict`'s argument)."""
     b = reliability.b_schedule(cfg.reliability_runs, cfg.b_min, cfg.b_max, cfg.runs_per_b)
     rates = []
     for c, hard in graphs.items():
@@ -142,19 +150,21 @@ def reliability_verdict(model, halves, graphs: dict, cfg: StabilityConfig, name:
                                          None, cfg.max_batch, cache_dir / f"class_{c}.jsonl", log=lambda *a: None,
                                          desc=f"{name} soft runs")
         rates += list(reliability.appearance_rates(hard, records).values())
-    return verdicts.reliability_verdict(reliability.pooled_share(rates), name + f", {cfg.reliability_runs} soft runs per class")
+    return {"share_in_every_run": float(reliability.pooled_share(rates))}
 
 
-def fidelity_verdict(df: pd.DataFrame, name: str) -> verdicts.Verdict:
-    """Fig. 10's verdict from `masking.fidelity_rows`: the largest share of at most 20%."""
+def fidelity_numbers(df: pd.DataFrame) -> dict:
+    """Fig. 10's numbers from `masking.fidelity_rows` (`verdicts.fidelity_verdict`'s arguments): the unmasked class
+    accuracy, the largest share of at most 20% and the mean class accuracy there per ranking."""
     unmasked, share, at_share = masking.fidelity_at(df)
-    return verdicts.fidelity_verdict(unmasked, at_share, share, name)
+    return {"unmasked": unmasked, "at_share": at_share, "share": share}
 
 
-def repair_verdict(df: pd.DataFrame, name: str) -> verdicts.Verdict:
-    """Fig. 11's verdict from `masking.repair_rows`: the graph masks, means over classes."""
+def repair_numbers(df: pd.DataFrame) -> dict:
+    """Fig. 11's numbers from `masking.repair_rows` (`verdicts.repair_verdict`'s arguments): the graph masks, means over
+    classes, per share in increasing order."""
     g = df[df["mask"] == "graph"].groupby("share")[["class_accuracy", "all_accuracy", "false_positive_rate"]].mean()
-    return verdicts.repair_verdict(g.class_accuracy, g.all_accuracy, g.false_positive_rate, name)
+    return {k: [float(v) for v in g[k]] for k in ("class_accuracy", "all_accuracy", "false_positive_rate")}
 
 
 def le_baseline_scores(raw, x01, y, pcfg: protocols.ProtocolConfig) -> dict[str, np.ndarray]:
@@ -165,14 +175,14 @@ def le_baseline_scores(raw, x01, y, pcfg: protocols.ProtocolConfig) -> dict[str,
             for m in protocols.AUTHORS_METHODS[1:]}
 
 
-def le_verdict(raw, graph, x01, y, others: dict, pcfg: protocols.ProtocolConfig, name: str) -> verdicts.Verdict:
-    """Fig. 8: the LE claim under the fair protocol, the causal maps from `graph`."""
-    explain = protocols.AuthorsCausalExplainer(raw, {pcfg.class_index: graph}, pcfg.layer, pcfg.parent_layer)
-    scores = {"Causal": protocols.le_scores("fair", "Causal", explain, raw, x01, y, pcfg), **others}
+def le_numbers(raw, graph, x01, y, others: dict, pcfg: protocols.ProtocolConfig) -> dict:
+    """Fig. 8: LE under the fair protocol, the causal maps from `graph`: {method: (median, ci_low, ci_high)}
+    (`verdicts.le_verdict`'s argument)."""
     from .evaluation import median_ci
 
-    summary = {m: median_ci(v, pcfg.bootstrap, pcfg.seed) for m, v in scores.items()}
-    return verdicts.le_verdict(summary, name + f", fair protocol, {len(y)} examples of class {pcfg.class_index}")
+    explain = protocols.AuthorsCausalExplainer(raw, {pcfg.class_index: graph}, pcfg.layer, pcfg.parent_layer)
+    scores = {"Causal": protocols.le_scores("fair", "Causal", explain, raw, x01, y, pcfg), **others}
+    return {"summary": {m: [float(x) for x in median_ci(v, pcfg.bootstrap, pcfg.seed)] for m, v in scores.items()}}
 
 
 def le_examples(model, halves, pcfg: protocols.ProtocolConfig):
@@ -197,10 +207,12 @@ def stability(outcomes: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def run(cfg: StabilityConfig, data_cfg, models_dir: Path, cache: Path, checkpoints: Path) -> pd.DataFrame:
-    """Every seed x graph protocol x figure: one row (seed, protocol, figure, outcome, sentence)."""
+def run(cfg: StabilityConfig, data_cfg, models_dir: Path, cache: Path, checkpoints: Path):
+    """Every seed x graph protocol x figure: one row (seed, protocol, figure, test_accuracy, graph_sizes, le_examples,
+    numbers: what the figure's verdict rests on); and the fidelity and repair sweeps behind figs. 10 and 11 (one row
+    per seed, protocol, class, share and mask, as `masking.fidelity_rows` / `repair_rows`)."""
     pcfg = cfg.protocol_config()
-    rows = []
+    rows, fidelity, repair = [], [], []
     for seed in progress(cfg.seeds, total=len(cfg.seeds), desc="seeds", unit="seed"):
         path = train_seed(cfg.train_config(), seed, data_cfg, models_dir / "lenet_verdicts" / f"lenet_seed{seed}.pt", checkpoints)
         info = models.model_info(path)
@@ -214,17 +226,31 @@ def run(cfg: StabilityConfig, data_cfg, models_dir: Path, cache: Path, checkpoin
             name = f"LeNet seed {seed}, {protocol} graphs"
             graphs = discover(model, halves, cfg, protocol, cache / "graphs", model_hash)
             su = setup(model, halves, graphs)
+            fid = pd.DataFrame(masking.fidelity_rows(su, cfg.fidelity_shares, cfg.random_draws, cfg.seed,
+                                                     desc=f"{name}: fig. 10"))
+            rep = pd.DataFrame(masking.repair_rows(su, cfg.repair_shares, cfg.random_draws, cfg.seed,
+                                                   cfg.all_classes_examples, desc=f"{name}: fig. 11"))
             found = {
-                7: reliability_verdict(model, halves, graphs, cfg, name, cache / "reliability" / settings_key(
+                7: reliability_numbers(model, halves, graphs, cfg, name, cache / "reliability" / settings_key(
                     model_hash, protocol, data_split(halves), cfg.examples_per_class, cfg.alpha, cfg.correct_only,
                     cfg.reliability_runs, cfg.runs_per_b, cfg.b_min, cfg.b_max, cfg.eps, cfg.seed)),
-                8: le_verdict(raw, graphs[pcfg.class_index], x01, y, others, pcfg, name),
-                10: fidelity_verdict(pd.DataFrame(masking.fidelity_rows(su, cfg.fidelity_shares, cfg.random_draws,
-                                                                        cfg.seed, desc=f"{name}: fig. 10")), name),
-                11: repair_verdict(pd.DataFrame(masking.repair_rows(su, cfg.repair_shares, cfg.random_draws, cfg.seed,
-                                                                    cfg.all_classes_examples, desc=f"{name}: fig. 11")), name),
+                8: le_numbers(raw, graphs[pcfg.class_index], x01, y, others, pcfg),
+                10: fidelity_numbers(fid),
+                11: repair_numbers(rep),
             }
+            fidelity.append(fid.assign(seed=seed, protocol=protocol))
+            repair.append(rep.assign(seed=seed, protocol=protocol))
             rows += [{"seed": seed, "protocol": protocol, "figure": fig, "test_accuracy": info["test_accuracy"],
                       "graph_sizes": {c: [len(lg.necessary) for lg in g.layers] for c, g in graphs.items()},
-                      "outcome": v.outcome, "sentence": v.sentence()} for fig, v in found.items()]
-    return pd.DataFrame(rows)
+                      "le_examples": len(y), "numbers": numbers} for fig, numbers in found.items()]
+    return pd.DataFrame(rows), pd.concat(fidelity, ignore_index=True), pd.concat(repair, ignore_index=True)
+
+
+def verdict_protocol(row, cfg: StabilityConfig) -> str:
+    """How a row of `run` was obtained, in the words its verdict sentence gives (the `protocol` of `verdicts.of_claim`)."""
+    name = f"LeNet seed {row['seed']}, {row['protocol']} graphs"
+    if row["figure"] == 7:
+        return name + f", {cfg.reliability_runs} soft runs per class"
+    if row["figure"] == 8:
+        return name + f", fair protocol, {row['le_examples']} examples of class {cfg.le_class}"
+    return name

@@ -61,6 +61,30 @@ def augment(x: torch.Tensor, pad: int, hflip: bool, gen: torch.Generator) -> tor
     return x
 
 
+NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")     # /proc/cpuinfo flags of CPUs that compute in bf16 natively
+
+
+def cpu_native_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool | None:
+    """Whether this CPU computes bf16 natively (AMX or AVX-512 BF16); None where /proc/cpuinfo cannot tell (not Linux).
+    Without it, torch emulates bf16 and autocast training runs several times slower than float32
+    (`benchmarks/training_precision.py` measures both)."""
+    try:
+        flags = next(line.split(":", 1)[1].split() for line in Path(cpuinfo).read_text().splitlines()
+                     if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return None
+    return any(f in flags for f in NATIVE_BF16_FLAGS)
+
+
+def use_bf16(setting, native: bool | None = None) -> bool:
+    """Whether training autocasts to bf16: `true`/`false` force it; `"auto"` uses it where it is native (a CPU with AMX
+    or AVX-512 BF16, `native`, read from /proc/cpuinfo when not given) and float32 elsewhere. The precision used is
+    recorded in every training stage's results."""
+    if setting == "auto":
+        return bool(cpu_native_bf16() if native is None else native)
+    return bool(setting)
+
+
 def _autocast(enabled: bool):
     return torch.autocast("cpu", dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
 
@@ -95,11 +119,12 @@ def train(model: nn.Module, data: ImageData, cfg: TrainConfig, checkpoint: str |
     run with the same `checkpoint` path resumes after the last saved epoch.
     """
     set_threads(cfg.threads)
+    bf16 = use_bf16(cfg.bf16)
     model.to(memory_format=torch.channels_last)
     n = len(data.y_train)
     steps_per_epoch = (n + cfg.batch_size - 1) // cfg.batch_size
     if cfg.epochs == 0:   # pretrained weights used as they are
-        return {"history": []}
+        return {"history": [], "precision": "float32"}
     if cfg.optimizer == "adam":
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         sched = None
@@ -134,7 +159,7 @@ def train(model: nn.Module, data: ImageData, cfg: TrainConfig, checkpoint: str |
             xb = augment(data.x_train[idx], cfg.crop_pad, cfg.hflip, gen)
             xb = data.normalize(xb).contiguous(memory_format=torch.channels_last)
             yb = data.y_train[idx]
-            with _autocast(cfg.bf16):
+            with _autocast(bf16):
                 logits = model(xb)
                 loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
@@ -146,7 +171,7 @@ def train(model: nn.Module, data: ImageData, cfg: TrainConfig, checkpoint: str |
             correct += (logits.argmax(1) == yb).sum().item()
             bar.update(1)
         train_time = time.perf_counter() - t0
-        test_logits = predict(model, data, data.x_test, bf16=cfg.bf16)
+        test_logits = predict(model, data, data.x_test, bf16=bf16)
         test_loss = F.cross_entropy(test_logits, data.y_test).item()
         test_acc = (test_logits.argmax(1) == data.y_test).float().mean().item()
         row = dict(epoch=epoch + 1, train_loss=loss_sum / n, train_acc=correct / n, test_loss=test_loss,
@@ -163,7 +188,7 @@ def train(model: nn.Module, data: ImageData, cfg: TrainConfig, checkpoint: str |
             tmp.replace(checkpoint)
     bar.close()
     model.eval()
-    return {"history": history}
+    return {"history": history, "precision": "bf16" if bf16 else "float32"}
 
 
 def classification_metrics(logits: torch.Tensor, y: torch.Tensor, classes: list) -> dict:

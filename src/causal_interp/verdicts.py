@@ -162,3 +162,54 @@ def repair_verdict(class_accuracy, all_accuracy, false_positive_rate, protocol: 
     return Verdict("repair", protocol,
                    f"every distracting/irrelevant path masked: class accuracy {c[0]:.3f} -> {c[-1]:.3f}, the class's "
                    f"false-positive rate {f[0]:.3f} -> {f[-1]:.3f}, all-class accuracy {a[0]:.3f} -> {a[-1]:.3f}", outcome)
+
+
+def of_claim(claim: str, numbers: dict, protocol: str) -> Verdict:
+    """The verdict on `claim` (a key of CLAIMS) from `numbers`, the arguments of its function by name (as a compute
+    stage stores them, e.g. `stability.run`'s rows), under `protocol`."""
+    return {"le": le_verdict, "irof": irof_verdict, "reliability": reliability_verdict, "fidelity": fidelity_verdict,
+            "repair": repair_verdict}[claim](**numbers, protocol=protocol)
+
+
+# The earlier version of the method (stage `per_example`, `causal_interp.per_example`): its claims, criteria and verdicts
+CLAIMS.update({
+    "correction": "keeping only the G+ parameters of the true class's per-example graph corrects the wrong predictions "
+                  "(earlier paper, sec. 3.2: 11 of 11 corrected)",
+    "conv1_filters": "the causal filters of the first conv layer are the same for the two digits (earlier paper, fig. 4)",
+})
+CRITERIA.update({
+    "correction": "holds when at least 90% of the pair's errors are corrected and the random control of the same size "
+                  "corrects at most half as many; not resolved with fewer than 3 errors; otherwise it does not hold",
+    "conv1_filters": "holds when the two digits' sets of filters in G+ of more than the frequency threshold of their "
+                     "examples are equal and not empty; not resolved when both are empty; otherwise it does not hold",
+})
+
+
+def correction_verdict(rows: list[dict], pair: tuple[int, int]) -> Verdict:
+    """CRITERIA["correction"] on the corrections of one (true, predicted) pair."""
+    n = len(rows)
+    protocol = f"LeNet, true {pair[0]} predicted as {pair[1]}, {n} test errors, graphs from the true label"
+    if n < 3:
+        return Verdict("correction", protocol, f"{n} errors", UNRESOLVED, "fewer than 3 errors")
+    ours = float(np.mean([r["corrected"] for r in rows]))
+    rand = float(np.mean([r["random_corrected"] for r in rows]))
+    holds = ours >= 0.9 and rand <= ours / 2
+    return Verdict("correction", protocol, f"{ours:.0%} corrected, random control of the same size {rand:.0%}",
+                   HOLDS if holds else FAILS,
+                   f"true-class probability {np.mean([r['true_prob_before'] for r in rows]):.2f} -> "
+                   f"{np.mean([r['true_prob_after'] for r in rows]):.2f}")
+
+
+def _jaccard(a, b) -> float:
+    """|a & b| / |a | b| (1 for two empty sets); `per_example.jaccard`."""
+    union = set(a) | set(b)
+    return len(set(a) & set(b)) / len(union) if union else 1.0
+
+
+def filters_verdict(a: list[int], b: list[int], classes: tuple, layer: str, share: float) -> Verdict:
+    """CRITERIA["conv1_filters"]: the two classes' causal filters of `layer`, and their Jaccard overlap."""
+    protocol = f"LeNet `{layer}`, filters in G+ of more than {share:.0%} of the examples"
+    number = f"digit {classes[0]}: {a}, digit {classes[1]}: {b} (Jaccard {_jaccard(a, b):.2f})"
+    if not a and not b:
+        return Verdict("conv1_filters", protocol, number, UNRESOLVED, "no filter reaches the share")
+    return Verdict("conv1_filters", protocol, number, HOLDS if set(a) == set(b) else FAILS)

@@ -1,0 +1,56 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Compute: masking distracting and irrelevant paths, fig. 11 (`compute_repair`, `compute_arch_repair`)
+# Writes, for every class graph, share and mask, the class accuracy, the all-class accuracy, the class's false-positive
+# rate and precision (`results/<stage>/repair.csv`) and the run's settings and time (`results/<stage>/run.json`);
+# `notebooks/repair.py` draws and judges them.
+
+# %% tags=["parameters"]
+stage = "repair"
+params = {"seed": 0, "data": {"root": "data"}, "repair": {"models": ["train_lenet"], "classes": [3]}}
+out_dir = "results/repair"
+results_dir = "results"
+models_dir = "models"
+
+# %%
+import dataclasses, json, time
+from pathlib import Path
+
+import pandas as pd
+
+from causal_interp import config, masking, training
+
+cfg = config.from_dict(masking.MaskingConfig, params[stage], stage)
+data_cfg = config.data_config(params)
+out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+training.set_threads(cfg.threads)
+setups = {m: masking.load_setup(m, Path(models_dir), Path(results_dir) / cfg.graphs_dir / m / cfg.graph_test,
+                                cfg.classes, data_cfg) for m in cfg.models}   # missing model/graphs, bad classes stop here
+print(cfg)
+
+# %%
+rows = []
+t0 = time.perf_counter()
+for m, su in setups.items():
+    rows += [{"model": m, **r} for r in masking.repair_rows(su, cfg.shares, cfg.random_draws, cfg.seed,
+                                                            cfg.all_classes_examples, desc=f"{m} classes")]
+seconds = time.perf_counter() - t0
+pd.DataFrame(rows).to_csv(out / "repair.csv", index=False)
+(out / "run.json").write_text(json.dumps({
+    "settings": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "threads"}, "seconds": seconds,
+    "models": list(setups)}, indent=2))
+print(f"{len(rows)} masked evaluations in {seconds:.0f} s")
