@@ -20,7 +20,7 @@
 #
 # * **`train_lenet`**: the paper's LeNet (conv1(6,5x5) → pool → conv2(16,5x5) → pool → fc1(120) → fc2(84) → fc3(10), ReLU) on MNIST resized to 32×32.
 # * **`finetune_cifar10`**: timm `resnet18` with a new 10-class head on CIFAR-10.
-# * **`arch_*`**: the architecture study's models (figs. 9-11).
+# * **`arch_*`**: the architecture study's models (figs. 9-11): four CNNs (ResNet18, ResNetV2-50, MobileNetV2, ConvNeXt-tiny) and a vision transformer (ViT-tiny).
 #
 # The model was trained by the stage's compute stage (`compute_<stage>`, `notebooks/compute/train.py`), which wrote it to
 # `models/` and its numbers to `results/<stage>/`; this notebook only reads and draws them, so a change here re-runs no
@@ -104,15 +104,22 @@ if cfg.model == "lenet":
     notes.append("Architecture and 32×32 resizing follow the authors' code; the optimiser settings are ours "
                  "(the paper does not give them).")
 else:
-    paper = (f"The paper's four-architecture study (figs. 9-11) uses an **ImageNet-pretrained** {cfg.model} on ImageNet. "
+    paper = (f"The paper's architecture study (figs. 9-11) uses **ImageNet-pretrained** models on ImageNet. "
              if stage.startswith("arch_") else f"The paper fine-tunes an **ImageNet-pretrained** {cfg.model} on CIFAR-10. ")
     notes.append(paper + ("Here the timm ImageNet weights were loaded (`pretrained: true`)." if cfg.pretrained else
                           "ImageNet weights cannot be downloaded on this offline machine, so this model is "
                           "**trained from scratch** (`pretrained: false`) for a short epoch budget; set `pretrained: true` "
                           "(and `dataset: imagenet`) online to follow the paper."))
-    notes.append(f"The architecture is timm's unmodified `{cfg.model}` (its ImageNet stem and stride-32 downsampling). "
-                 f"Images are used at {cfg.image_size}×{cfg.image_size}, so the last stage keeps a "
-                 f"{max(1, cfg.image_size // 32)}×{max(1, cfg.image_size // 32)} spatial map; the paper does not say which resolution it used for CIFAR-10.")
+    if cfg.model_args.get("patch_size"):     # a vision transformer: tokens, not a downsampled map
+        tokens = cfg.image_size // cfg.model_args["patch_size"]
+        notes.append(f"The architecture is timm's `{cfg.model}` built with `model_args` {cfg.model_args}: "
+                     f"{cfg.model_args.get('depth', 12)} transformer blocks on {tokens}×{tokens} tokens of "
+                     f"{cfg.model_args['patch_size']}×{cfg.model_args['patch_size']} px at {cfg.image_size}×{cfg.image_size}, "
+                     f"so every block keeps the {tokens}×{tokens} token grid; the paper's four CNNs have no vision transformer.")
+    else:
+        notes.append(f"The architecture is timm's unmodified `{cfg.model}` (its ImageNet stem and stride-32 downsampling). "
+                     f"Images are used at {cfg.image_size}×{cfg.image_size}, so the last stage keeps a "
+                     f"{max(1, cfg.image_size // 32)}×{max(1, cfg.image_size // 32)} spatial map; the paper does not say which resolution it used for CIFAR-10.")
 if cfg.dataset == "cifar10":
     notes.append("The CIFAR-10 pixels come from the offline mirror when fetched from it: 6,102 images are byte-exact "
                  "and the rest were decoded from JPEG copies (PSNR ≈ 30 dB against the originals; see "

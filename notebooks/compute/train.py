@@ -19,7 +19,7 @@
 
 # %% tags=["parameters"]
 stage = "train_lenet"
-params = {"seed": 0, "data": {"root": "data"},
+params = {"seed": 0, "data": {"root": "data"}, "device": "auto",
           "train_lenet": {"dataset": "mnist", "model": "lenet", "epochs": 1, "train_subset": 512, "test_subset": 256}}
 out_dir = "results/train_lenet"
 models_out = "models"
@@ -37,8 +37,10 @@ cfg = config.stage_config(params, stage)          # validates: unknown dataset/m
 data_cfg = config.data_config(params)
 data.check_present(data_cfg, cfg.dataset)  # missing data stops here, with the command to fetch it
 out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+device = models.resolve_device(params.get("device", "auto"))   # auto: the GPU when there is one
+models.deterministic(device)
 training.set_threads(cfg.threads)
-print(cfg)
+print(cfg, device)
 
 # %%
 ds = data.load_dataset(cfg.dataset, data_cfg, cfg.image_size, cfg.train_subset, cfg.test_subset, seed=cfg.seed)
@@ -50,7 +52,7 @@ n_params = sum(p.numel() for p in model.parameters())
 print(f"{cfg.model}: {n_params:,} parameters, pretrained={cfg.pretrained}")
 ckpt = Path(checkpoint_dir) / f"{stage}-{training.config_hash(cfg, {'n_train': len(ds.y_train), 'root': str(data_cfg.root)})}.pt"
 t0 = time.perf_counter()
-result = training.train(model, ds, cfg, checkpoint=ckpt)
+result = training.train(model, ds, cfg, checkpoint=ckpt, device=device)
 history = result["history"]
 wall_minutes = (time.perf_counter() - t0) / 60
 train_minutes = sum(r["epoch_seconds"] + r["eval_seconds"] for r in history) / 60  # over all sessions, if resumed
@@ -66,7 +68,7 @@ metrics = {
     "meets_target": m["accuracy"] >= cfg.target_accuracy, "train_minutes": train_minutes,
     "time_budget_minutes": cfg.time_budget_minutes,
     "within_time_budget": None if cfg.time_budget_minutes is None else train_minutes <= cfg.time_budget_minutes,
-    "bf16": cfg.bf16, "precision": result["precision"],
+    "bf16": cfg.bf16, "precision": result["precision"], "device": str(device),
     "machine": training.machine(), "per_class_accuracy": m["per_class_accuracy"],
 }
 (out / "metrics.json").write_text(json.dumps(metrics, indent=2))

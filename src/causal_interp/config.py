@@ -208,6 +208,16 @@ class TrainConfig:
                 raise ConfigError(f"{section}.model_args: {e}") from e
 
 
+def check_device(value) -> str:
+    """params.yaml's `device`: "auto", "cpu", "cuda" or "cuda:N" (checked here without torch; `models.resolve_device`
+    turns it into a torch device)."""
+    import re
+
+    if not isinstance(value, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {value!r}")
+    return value
+
+
 def stage_config(params: dict, stage: str, cls=TrainConfig):
     """The validated config of `stage`; the global `seed` fills a stage seed that is not set."""
     if stage not in params:

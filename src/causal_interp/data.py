@@ -234,9 +234,9 @@ class ImageData:
         return tuple(self.x_train.shape[1:])
 
     def normalize(self, x_uint8: torch.Tensor) -> torch.Tensor:
-        """uint8 (N, C, H, W) -> normalised float32 model input."""
-        mean = torch.tensor(self.mean).view(1, -1, 1, 1)
-        std = torch.tensor(self.std).view(1, -1, 1, 1)
+        """uint8 (N, C, H, W) -> normalised float32 model input, on the device of `x_uint8`."""
+        mean = torch.tensor(self.mean, device=x_uint8.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=x_uint8.device).view(1, -1, 1, 1)
         return (x_uint8.float() / 255.0 - mean) / std
 
     def denormalize(self, x: torch.Tensor) -> torch.Tensor:

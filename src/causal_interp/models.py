@@ -118,10 +118,40 @@ def save_model(model: nn.Module, path: str | Path, name: str, num_classes: int, 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".part")
+    if any(p.device.type != "cpu" for p in model.parameters()):    # a model trained on a GPU is saved from the CPU
+        import copy
+
+        model = copy.deepcopy(model).cpu()
     torch.save({"name": name, "num_classes": num_classes, "in_chans": in_chans,
                 "state_dict": model.state_dict(), **({"model_args": model_args} if model_args else {}),
                 **(extra or {})}, tmp)
     tmp.replace(path)
+
+
+def resolve_device(value: str = "auto") -> torch.device:
+    """params.yaml's `device`: "auto" (the default) is the first CUDA GPU when torch sees one, else the CPU; "cpu",
+    "cuda" or "cuda:N" name one. A GPU that is not there stops here, with one line."""
+    from .config import ConfigError, check_device
+
+    value = check_device(value)
+    if value == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(value)
+    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+        raise ConfigError(f"device: {value!r} but torch sees {torch.cuda.device_count()} CUDA device(s); use auto or cpu")
+    return device
+
+
+def deterministic(device: torch.device) -> None:
+    """Make a GPU repeat itself from run to run: deterministic kernels (cuBLAS needs its workspace setting, which must
+    be in the environment before the first cuBLAS call). A no-op on the CPU, whose kernels already repeat."""
+    if device.type != "cuda":
+        return
+    import os
+
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
 
 
 def load_model(path: str | Path) -> nn.Module:

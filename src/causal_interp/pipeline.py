@@ -59,7 +59,9 @@ def project_root(start: Path | None = None) -> Path:
 
 REPO = project_root()
 SHARED_SECTIONS = ("seed", "data")
-TOP_LEVEL = ("seed", "data", "architectures", "profiles")   # params.yaml sections that are not a stage's
+# params.yaml sections that are not a stage's. `device` is no stage's DVC parameter: where a stage computes does not
+# decide what it means (each stage records the device it used), so moving to a GPU re-runs nothing by itself
+TOP_LEVEL = ("seed", "data", "device", "architectures", "profiles")
 
 
 def notebook_configs() -> dict:
@@ -155,6 +157,7 @@ def validate_params(params_file: str | Path = REPO / "params.yaml", profile: str
     params = config.load_params(params_file, profile)
     config.check_range(config._coerce(params.get("seed", 0), "int", "seed"), (0, None, False, False), "seed")
     config.data_config(params)
+    config.check_device(params.get("device", "auto"))
     classes = notebook_configs()
     for s in stages:
         nb = Path(s.notebook).stem if s.notebook else None
@@ -223,7 +226,8 @@ def stage_parameters(stage: str, params: dict, reports: Path, models: Path, chec
         data["imagenet"] = imagenet
     return {
         "stage": stage,
-        "params": {"seed": params.get("seed", 0), "data": data, stage: params[stage]},
+        "params": {"seed": params.get("seed", 0), "data": data, "device": params.get("device", "auto"),
+                   stage: params[stage]},
         "out_dir": str(staging / ("results" if compute else "reports") / stage),
         "reports_dir": str(reports),
         "results_dir": str(results if results is not None else reports.parent / "results"),
@@ -543,13 +547,17 @@ def main(argv=None) -> int:
     parser.add_argument("--checkpoints", default=None, help="where long stages keep resumable state")
     parser.add_argument("--data-root", default=env.get(DATA_ROOT_ENV), help="override params data.root")
     parser.add_argument("--quiet", action="store_true", help="no progress bars, errors only")
+    parser.add_argument("--device", default=None, help="override params.yaml's device: auto, cpu, cuda or cuda:N")
     args = parser.parse_args(argv)
     base = Path(args.root).resolve() if args.root else REPO
     reports = Path(args.reports or base / "reports")
     models = Path(args.models or base / "models")
     results = Path(args.results or base / "results")
     checkpoints = Path(args.checkpoints or base / ".cache" / "checkpoints")
-    overrides = {"data": {"root": str(Path(args.data_root).resolve())}} if args.data_root else None
+    overrides = {"data": {"root": str(Path(args.data_root).resolve())}} if args.data_root else {}
+    if args.device:
+        overrides["device"] = config.check_device(args.device)
+    overrides = overrides or None
     previous = signal.signal(signal.SIGTERM, _interrupt)   # `kill` cleans up like Ctrl-C: the staged run is dropped
     previous_int = signal.signal(signal.SIGINT, _interrupt)
     label = args.stage or "pipeline"

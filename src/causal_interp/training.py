@@ -76,29 +76,37 @@ def cpu_native_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool | None:
     return any(f in flags for f in NATIVE_BF16_FLAGS)
 
 
-def use_bf16(setting, native: bool | None = None) -> bool:
-    """Whether training autocasts to bf16: `true`/`false` force it; `"auto"` uses it where it is native (a CPU with AMX
-    or AVX-512 BF16, `native`, read from /proc/cpuinfo when not given) and float32 elsewhere. The precision used is
-    recorded in every training stage's results."""
+def use_bf16(setting, native: bool | None = None, device: torch.device | str = "cpu") -> bool:
+    """Whether training autocasts to bf16: `true`/`false` force it; `"auto"` uses it where it is native: on a GPU that
+    supports it, or on a CPU with AMX or AVX-512 BF16 (`native`, read from /proc/cpuinfo when not given), and float32
+    elsewhere. The precision used is recorded in every training stage's results."""
     if setting == "auto":
+        if torch.device(device).type == "cuda":
+            return torch.cuda.is_bf16_supported()
         return bool(cpu_native_bf16() if native is None else native)
     return bool(setting)
 
 
-def _autocast(enabled: bool):
-    return torch.autocast("cpu", dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
+def _autocast(enabled: bool, device: torch.device | str = "cpu"):
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Where `model` computes: the device of its first parameter (the CPU for a model without any)."""
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
 
 
 @torch.no_grad()
 def predict(model: nn.Module, data: ImageData, x_uint8: torch.Tensor, batch_size: int = 512,
             bf16: bool = False) -> torch.Tensor:
-    """Logits (float32) of `model` on uint8 images, in eval mode."""
+    """Logits (float32, on the CPU) of `model` on uint8 images, in eval mode, computed where the model is."""
     model.eval()
+    device = model_device(model)
     out = []
     for i in range(0, len(x_uint8), batch_size):
-        xb = data.normalize(x_uint8[i:i + batch_size]).contiguous(memory_format=torch.channels_last)
-        with _autocast(bf16):
-            out.append(model(xb).float())
+        xb = data.normalize(x_uint8[i:i + batch_size].to(device)).contiguous(memory_format=torch.channels_last)
+        with _autocast(bf16, device):
+            out.append(model(xb).float().cpu())
     return torch.cat(out) if out else torch.empty(0)
 
 
@@ -111,16 +119,18 @@ def config_hash(cfg: TrainConfig, extra: dict | None = None) -> str:
 
 
 def train(model: nn.Module, data: ImageData, cfg: TrainConfig, checkpoint: str | Path | None = None,
-          log=print) -> dict:
-    """Train `model` in place with `cfg`; returns the per-epoch history.
+          log=print, device: torch.device | str = "cpu") -> dict:
+    """Train `model` in place with `cfg` on `device` (it stays there); returns the per-epoch history and the precision.
+    Shuffling and augmentation draw from a seeded CPU generator whatever the device, so the batches are the same.
 
     Optimiser: Adam, or SGD (Nesterov momentum) with a one-cycle schedule; cross-entropy with optional
     label smoothing; optional bf16 autocast. With `checkpoint`, state is saved after each epoch and a
     run with the same `checkpoint` path resumes after the last saved epoch.
     """
     set_threads(cfg.threads)
-    bf16 = use_bf16(cfg.bf16)
-    model.to(memory_format=torch.channels_last)
+    device = torch.device(device)
+    bf16 = use_bf16(cfg.bf16, device=device)
+    model.to(device=device, memory_format=torch.channels_last)
     n = len(data.y_train)
     steps_per_epoch = (n + cfg.batch_size - 1) // cfg.batch_size
     if cfg.epochs == 0:   # pretrained weights used as they are
@@ -137,7 +147,7 @@ def train(model: nn.Module, data: ImageData, cfg: TrainConfig, checkpoint: str |
     start_epoch = 0
     checkpoint = Path(checkpoint) if checkpoint else None
     if checkpoint is not None and checkpoint.exists():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         if sched is not None:
@@ -156,10 +166,10 @@ def train(model: nn.Module, data: ImageData, cfg: TrainConfig, checkpoint: str |
         loss_sum, correct = 0.0, 0
         for i in range(0, n, cfg.batch_size):
             idx = order[i:i + cfg.batch_size]
-            xb = augment(data.x_train[idx], cfg.crop_pad, cfg.hflip, gen)
+            xb = augment(data.x_train[idx], cfg.crop_pad, cfg.hflip, gen).to(device)
             xb = data.normalize(xb).contiguous(memory_format=torch.channels_last)
-            yb = data.y_train[idx]
-            with _autocast(bf16):
+            yb = data.y_train[idx].to(device)
+            with _autocast(bf16, device):
                 logits = model(xb)
                 loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
@@ -172,7 +182,7 @@ def train(model: nn.Module, data: ImageData, cfg: TrainConfig, checkpoint: str |
             bar.update(1)
         train_time = time.perf_counter() - t0
         test_logits = predict(model, data, data.x_test, bf16=bf16)
-        test_loss = F.cross_entropy(test_logits, data.y_test).item()
+        test_loss = F.cross_entropy(test_logits, data.y_test).item()     # predict returns CPU logits
         test_acc = (test_logits.argmax(1) == data.y_test).float().mean().item()
         row = dict(epoch=epoch + 1, train_loss=loss_sum / n, train_acc=correct / n, test_loss=test_loss,
                    test_acc=test_acc, epoch_seconds=train_time, eval_seconds=time.perf_counter() - t0 - train_time)
