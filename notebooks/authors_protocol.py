@@ -60,6 +60,8 @@ from IPython.display import Markdown, display
 from causal_interp import config, plotting, protocols, reporting, verdicts
 
 cfg = config.from_dict(protocols.ProtocolConfig, params[stage], stage)
+# whole tables: a report hides no row, column or text behind "..."
+pd.set_option("display.max_rows", None, "display.max_columns", None, "display.max_colwidth", None)
 out, figs = reporting.output_dirs(out_dir)
 results = Path(results_dir) / stage
 run = json.loads((results / "run.json").read_text())                # written by compute_authors_protocol

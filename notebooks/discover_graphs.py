@@ -54,6 +54,8 @@ from causal_interp import config, data, discovery, explanations, interventions, 
 
 cfg = config.from_dict(discovery.DiscoveryConfig, params[stage], stage)
 data_cfg = config.data_config(params)
+# whole tables: a report hides no row, column or text behind "..."
+pd.set_option("display.max_rows", None, "display.max_columns", None, "display.max_colwidth", None)
 out, figs = reporting.output_dirs(out_dir)
 computed = Path(results_dir) / stage
 run = json.loads((computed / "discovery.json").read_text())      # written by compute_<stage>

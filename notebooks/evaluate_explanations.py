@@ -65,6 +65,8 @@ from IPython.display import Markdown, display
 from causal_interp import config, evaluation, plotting, reporting, verdicts
 
 cfg = config.from_dict(evaluation.EvaluationConfig, params[stage], stage)
+# whole tables: a report hides no row, column or text behind "..."
+pd.set_option("display.max_rows", None, "display.max_columns", None, "display.max_colwidth", None)
 out, figs = reporting.output_dirs(out_dir)
 results = Path(results_dir) / stage
 run = json.loads((results / "run.json").read_text())                # written by compute_<stage>
@@ -167,6 +169,8 @@ for m in runs:
 
 # %% [markdown]
 # ## Verdict
+# Three per model and map layer: LE against every other method; IROF against the best other method; and IROF against MWP
+# (Excitation Backprop), the paper's own comparison ("outperforms other methods and is comparable to MWP").
 
 # %%
 metrics = {"settings": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "threads"},
@@ -186,9 +190,11 @@ for m in runs:
         protocol = f"{m}, fair protocol, causal map at {layer}, {n} examples"
         le_v = verdicts.le_verdict(per["LE"], protocol)
         irof_v = verdicts.irof_verdict(per["IROF"], protocol + ", IROF as area over the curve", n)
+        mwp_v = verdicts.irof_mwp_verdict(per["IROF"], protocol + ", IROF as area over the curve", n)   # the paper's own comparison
         metrics["models"][m][name] = {"medians": {met: {k: v[0] for k, v in d.items()} for met, d in per.items()},
                                       "ci95": {met: {k: v[1:] for k, v in d.items()} for met, d in per.items()},
-                                      "le_verdict": dataclasses.asdict(le_v), "irof_verdict": dataclasses.asdict(irof_v)}
+                                      "le_verdict": dataclasses.asdict(le_v), "irof_verdict": dataclasses.asdict(irof_v),
+                                      "irof_mwp_verdict": dataclasses.asdict(mwp_v)}
         row = m if name == "Causal" else f"{m}-{layer}"
         headline[f"{row}-LE"] = {"what": f"{m}: causal LE median, map at {layer}, fair protocol",
                                  "ours": per["LE"]["Causal"][0], "paper": None,   # published: see authors_protocol
@@ -196,7 +202,12 @@ for m in runs:
         headline[f"{row}-IROF"] = {"what": f"{m}: causal IROF median (area over the curve), map at {layer}, "
                                            f"fair protocol", "ours": per["IROF"]["Causal"][0], "paper": None,
                                    "verdict": irof_v.outcome}
-        lines += [f"* {le_v.sentence()}", f"* {irof_v.sentence()}"]
+        mwp = per["IROF"].get(verdicts.MWP)
+        headline[f"{row}-IROF-MWP"] = {"what": f"{m}: causal IROF median against MWP's "
+                                               + (f"({mwp[0]:.3g}), " if mwp and np.isfinite(mwp[0]) else "(not scored), ")
+                                               + f"map at {layer}, fair protocol", "ours": per["IROF"]["Causal"][0],
+                                       "paper": None, "verdict": mwp_v.outcome}
+        lines += [f"* {le_v.sentence()}", f"* {irof_v.sentence()}", f"* {mwp_v.sentence()}"]
 for m, why in skipped.items():
     metrics["models"][m] = {"skipped": why}
     lines.append(f"* **{m}**: not evaluated: {why}.")

@@ -25,8 +25,9 @@
 # * **faithfulness**: IROF (area over the curve, higher is better), Pixel-Flipping (most relevant first; area under the
 #   class-probability curve, lower is better), Region-Perturbation (most relevant first; AOPC, the mean drop of the class
 #   probability, higher is better), Selectivity (Montavon et al. 2018; patches removed most relevant first until none is
-#   left; area under the class-probability curve, lower is better). Removed pixels are set to 0 in the model's input
-#   space (the training mean of each channel, as the inputs are standardised), for every method alike.
+#   left; area under the class-probability curve, lower is better). IROF replaces a superpixel by the input's mean; the
+#   other three set removed pixels to Quantus' "black" baseline, the smallest value of the example's (standardised)
+#   input, for every method alike: on MNIST the background.
 #
 # The methods are fig. 8's but RISE: each of its maps costs 500 forward passes, and the three robustness metrics ask for
 # 30 maps of perturbed inputs per example, which would double the stage's time on a 2-core CPU (its fig. 8 scores are in
@@ -62,6 +63,8 @@ from IPython.display import Markdown, display
 from causal_interp import agreement, config, evaluation, plotting, reporting
 
 cfg = config.from_dict(agreement.AgreementConfig, params[stage], stage)    # unknown methods stop here
+# whole tables: a report hides no row, column or text behind "..."
+pd.set_option("display.max_rows", None, "display.max_columns", None, "display.max_colwidth", None)
 out, figs = reporting.output_dirs(out_dir)
 results = Path(results_dir) / stage                  # written by compute_metric_agreement
 scores = pd.read_csv(results / "scores.csv")
@@ -113,9 +116,10 @@ display(Markdown("\n".join(f"* Claim \"{r.claim}\", `{r.model}`, {run[r.model]['
                            f"{r.causal_ranks}; clearly first in: {r.clearly_first_in}; clearly beaten in: "
                            f"{r.clearly_beaten_in}. **{r.outcome}** (criterion: {agreement.CRITERION})."
                            for r in verdict.itertuples())))
-reporting.write_summary(out, {f"{r.model}-{r.property}": {"what": f"{r.model}: {r.claim} (causal ranks: {r.causal_ranks})",
-                                                        "ours": float(r.metrics_ranking_causal_first),
-                                                        "verdict": r.outcome} for r in verdict.itertuples()})
+reporting.write_summary(out, {f"{r.model}-{r.property}": {
+    "what": f"{r.model}: {r.claim}: how many of the {len(agreement.PROPERTIES[r.property])} {r.property} metrics rank the "
+            f"causal maps first (causal ranks: {r.causal_ranks})",
+    "ours": float(r.metrics_ranking_causal_first), "verdict": r.outcome} for r in verdict.itertuples()})
 (out / "metrics.json").write_text(json.dumps({"settings": {k: v for k, v in vars(cfg).items() if k != "threads"},
                                               "medians": medians.to_dict(orient="records"),
                                               "rank_correlations": corr.to_dict(orient="records"),

@@ -52,6 +52,8 @@ from IPython.display import Markdown, display
 from causal_interp import config, masking, plotting, reporting, verdicts
 
 cfg = config.from_dict(masking.MaskingConfig, params[stage], stage)
+# whole tables: a report hides no row, column or text behind "..."
+pd.set_option("display.max_rows", None, "display.max_columns", None, "display.max_colwidth", None)
 out, figs = reporting.output_dirs(out_dir)
 results = Path(results_dir) / stage
 run = json.loads((results / "run.json").read_text())             # written by compute_<stage>
@@ -120,7 +122,7 @@ for m in setups:
                  f"({best_share:.0%}) gives {gmax.class_accuracy:.4f}; masking everything distracting/irrelevant gives "
                  f"{gr.class_accuracy.iloc[-1]:.4f} on the class but **{gr.all_accuracy.iloc[-1]:.4f} on all classes**; "
                  f"random masks give {d.loc['random'].class_accuracy.iloc[-1]:.4f} / {d.loc['random'].all_accuracy.iloc[-1]:.4f}. "
-                 f"Class accuracy {'rises' if class_up else 'does not rise'}; a repair that keeps all-class accuracy within 0.5 points "
+                 f"Class accuracy {'rises' if class_up else 'does not rise'}; a repair that lowers all-class accuracy by no more than 0.5 points "
                  f"{'exists at shares ' + str([f'{x:.0%}' for x in repaired]) if repaired else 'exists at NO share'}.")
 (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
 reporting.write_summary(out, headline)

@@ -65,6 +65,8 @@ from IPython.display import Markdown, display
 from causal_interp import config, plotting, reporting, sanity
 
 cfg = config.from_dict(sanity.SanityConfig, params[stage], stage)    # unknown method or model list stops here
+# whole tables: a report hides no row, column or text behind "..."
+pd.set_option("display.max_rows", None, "display.max_columns", None, "display.max_colwidth", None)
 out, figs = reporting.output_dirs(out_dir)
 results = Path(results_dir) / stage                  # written by compute_sanity_checks
 scores = pd.read_csv(results / "scores.csv")

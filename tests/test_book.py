@@ -258,3 +258,7 @@ def test_the_notes_say_when_a_lenet_verdicts_figure_is_the_same_on_every_graph(t
         {"settings": {"le_class": 3, "le_examples": 100}, "rows": rows}))
     notes = book.reading_notes(reports)
     assert "on 100 examples of digit 3; fig. 10 gives the same numbers on every kind of graph" in notes
+    assert "the agreement of its rows across the graphs does not show robustness" in notes
+    (reports / "lenet_verdicts" / "summary").mkdir()           # the report shows such a figure as one row
+    (reports / "lenet_verdicts" / "summary" / "fig10-every-graph.json").write_text("{}")
+    assert "so it is given as one row: an agreement across the graphs" in book.reading_notes(reports)

@@ -13,8 +13,9 @@ from .conftest import REPO
 STAGES = [s for s in pipeline.dvc_stages(REPO) if s.notebook]
 NOTEBOOKS = sorted({s.notebook for s in STAGES})
 PACKAGE = REPO / "src" / "causal_interp"
-# how a stage is run and drawn on the terminal: no stage's dependency (they never change what a stage writes)
-RUNNER = {"pipeline", "progress"}
+# how a stage is run, fanned out (in this process or over Ray: the same results, tests/test_fanout.py) and drawn on the
+# terminal: no stage's dependency (they never change what a stage writes)
+RUNNER = {"pipeline", "progress", "fanout"}
 # what presents results: no stage that writes a model, a class graph, soft-intervention runs or explanation scores
 # may depend on these, nor on a report notebook (its prose)
 PRESENTATION = {"plotting", "reporting", "verdicts", "book", "graph_view", *RUNNER}

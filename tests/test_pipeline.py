@@ -114,6 +114,52 @@ def test_figure_class_out_of_range_for_the_trained_model_stops_before_discovery(
                                   "out of range [0, 10) for train_lenet")
 
 
+@pytest.mark.parametrize("edit, message", [
+    (lambda p: p["discover_graphs"].update(figure_class=12),
+     "discover_graphs.figure_class: class index [12] out of range [0, 10) for train_lenet"),
+    (lambda p: p["arch_graphs"].update(classes=[2, 10], figure_class=2),
+     "arch_graphs.classes: class index [10] out of range [0, 10) for arch_resnet18"),
+    (lambda p: p["reliability"]["models"]["finetune_cifar10"].update(classes=[11]),
+     "reliability.models.finetune_cifar10.classes: class index [11] out of range [0, 10) for finetune_cifar10"),
+    (lambda p: p["per_example"].update(pairs=[[3, 8], [10, 3]]),
+     "per_example.pairs: class index [10] out of range [0, 10) for train_lenet"),
+    (lambda p: p["authors_protocol"].update(class_index=10),
+     "authors_protocol.class_index: class index [10] out of range [0, 10) for train_lenet"),
+    (lambda p: p["lenet_verdicts"].update(le_class=12),
+     "lenet_verdicts.le_class: class index [12] out of range [0, 10) for lenet_verdicts.train"),
+])
+def test_check_refuses_a_class_beyond_the_datasets_classes_before_any_model_is_trained(tmp_path, capsys, edit, message):
+    """The dataset's classes are known from params.yaml (the training section's `dataset`), so `--check` needs no
+    trained model to refuse a class index beyond them; the default params pass."""
+    assert main(capsys, "--check", "--root", str(tmp_path / "empty")) == (0, "")
+    code, last = main(capsys, "--check", "--params", str(bad(tmp_path, edit)), "--root", str(tmp_path / "empty"))
+    assert code == 2 and last == f"error: pipeline: {message}"
+    assert not (tmp_path / "empty").exists(), "no model was needed"
+
+
+def test_the_executed_notebook_records_the_runs_paths_relative_to_the_checkout(tmp_path):
+    import nbformat
+
+    root = tmp_path / "checkout"
+    nb = nbformat.v4.new_notebook(metadata={"papermill": {
+        "input_path": f"{root}/notebooks/x.ipynb", "output_path": f"{root}/reports/.staging/x/reports/x/x.ipynb",
+        "parameters": {"params": {"data": {"root": f"{root}/data"}}, "models_dir": f"{root}/models",
+                       "elsewhere": "/scratch/models", "here": str(root)}}})
+    nb.cells = [nbformat.v4.new_code_cell(f'out_dir = "{root}/reports/x"\nparams = {{"data": {{"root": "{root}/data"}}}}\n'
+                                          f'here = "{root}"', metadata={"tags": ["injected-parameters"]}),
+                nbformat.v4.new_code_cell(f'print("{root}/kept")')]
+    path = tmp_path / "x.ipynb"
+    nbformat.write(nb, str(path))
+    pipeline.relative_paths(path, root)
+    nb = nbformat.read(str(path), as_version=4)
+    assert nb.cells[0].source == 'out_dir = "reports/x"\nparams = {"data": {"root": "data"}}\nhere = "."'
+    assert nb.cells[1].source == f'print("{root}/kept")', "only the injected parameters are rewritten"
+    meta = nb.metadata["papermill"]
+    assert meta["input_path"] == "notebooks/x.ipynb" and meta["output_path"] == "reports/.staging/x/reports/x/x.ipynb"
+    assert meta["parameters"] == {"params": {"data": {"root": "data"}}, "models_dir": "models",
+                                  "elsewhere": "/scratch/models", "here": "."}
+
+
 def test_pretrained_without_network_is_one_line(tmp_path, monkeypatch, capsys):
     params = bad(tmp_path, lambda p: p["finetune_cifar10"].update(pretrained=True))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

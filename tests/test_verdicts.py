@@ -29,6 +29,25 @@ def test_irof_has_three_outcomes_and_never_calls_last_place_on_par():
     assert v.outcome == "not resolved" and v.detail == "rank 3 of 3, interval overlaps MWP's with 8 examples"
 
 
+def test_irof_against_mwp_is_judged_against_mwp_alone():
+    """Fig. 8's own comparison ("comparable to MWP"): MWP's interval decides, not the best other method's."""
+    mwp = verdicts.MWP
+    v = verdicts.irof_mwp_verdict({"Causal": (70, 66, 74), mwp: (65, 60, 70), "Occlusion": (90, 88, 92)}, "p")
+    assert v.holds and v.detail == "median at least MWP's" and "MWP 65 [60, 70]" in v.number
+    assert verdicts.irof_verdict({"Causal": (70, 66, 74), mwp: (65, 60, 70), "Occlusion": (90, 88, 92)}, "p").outcome \
+        == "does not hold", "the best-method verdict on the same numbers"
+    v = verdicts.irof_mwp_verdict({"Causal": (76.7, 72.9, 80.1), mwp: (96.4, 93.8, 98.9)}, "p")
+    assert v.outcome == "does not hold" and v.detail == "interval entirely below MWP's"
+    v = verdicts.irof_mwp_verdict({"Causal": (67.9, 65.1, 70.6), mwp: (72.5, 68.9, 74.5)}, "p", n=30)
+    assert v.outcome == "not resolved" and v.detail == "median below MWP's, intervals overlap with 30 examples"
+    nan = float("nan")
+    for summary in ({"Causal": (70, 66, 74), "Occlusion": (90, 88, 92)}, {"Causal": (70, 66, 74), mwp: (nan, nan, nan)}):
+        v = verdicts.irof_mwp_verdict(summary, "p")
+        assert v.outcome == "not resolved" and "MWP not scored" in v.number
+    assert verdicts.of_claim("irof_mwp", {"summary": {"Causal": (1, 0, 2), mwp: (1, 0, 2)}}, "p").holds
+    assert 'Claim "the causal maps\' IROF is comparable to MWP\'s' in v.sentence() and verdicts.CRITERIA["irof_mwp"] in v.sentence()
+
+
 def test_save_writes_the_png_and_closes_the_figure(tmp_path):
     fig, ax = plt.subplots()
     ax.plot([0, 1])
@@ -73,3 +92,12 @@ def test_repair_bias_is_judged_where_the_class_accuracy_rises_most():
     # the rise is largest at share 0.5, where the false-positive rate is still low: not bias, and no repair either
     v = verdicts.repair_verdict([0.8, 0.95, 0.85], [0.9, 0.8, 0.7], [0.01, 0.02, 0.3], "p")
     assert v.outcome == "does not hold"
+
+
+def test_repair_allows_any_rise_of_the_all_class_accuracy_and_a_fall_of_at_most_0_005():
+    """CRITERIA["repair"] says what the code checks: the all-class accuracy may rise by any amount ("stays within
+    0.005" would have refused a rise of more than that)."""
+    assert "falls by no more than 0.005" in verdicts.CRITERIA["repair"]
+    assert verdicts.repair_verdict([0.8, 0.9], [0.9, 0.95], [0.01, 0.01], "p").holds          # all-class +0.05
+    assert verdicts.repair_verdict([0.8, 0.9], [0.9, 0.896], [0.01, 0.01], "p").holds         # -0.004
+    assert not verdicts.repair_verdict([0.8, 0.9], [0.9, 0.894], [0.01, 0.01], "p").holds     # -0.006

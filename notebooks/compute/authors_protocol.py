@@ -21,7 +21,7 @@
 
 # %% tags=["parameters"]
 stage = "authors_protocol"
-params = {"seed": 0, "data": {"root": "data"}, "authors_protocol": {"examples": 12, "le_samples": 2, "rise_masks": 16, "bootstrap": 50}}
+params = {"seed": 0, "data": {"root": "data"}, "device": "auto", "authors_protocol": {"examples": 12, "le_samples": 2, "rise_masks": 16, "bootstrap": 50}}
 out_dir = "results/authors_protocol"
 models_dir = "models"
 
@@ -38,10 +38,12 @@ cfg = config.from_dict(protocols.ProtocolConfig, params[stage], stage)
 data_cfg = config.data_config(params)
 out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
 training.set_threads(cfg.threads)
+device = models.resolve_device(params.get("device", "auto"))     # auto: the GPU when there is one
+models.deterministic(device)
 model_path = Path(models_dir) / f"{cfg.model}.pt"
 info = models.model_info(model_path)                                   # missing model stops here
 discovery.check_classes([cfg.class_index], info["num_classes"])        # class index out of range stops here
-model = models.load_model(model_path)
+model = models.load_model(model_path).to(device)
 discovery.layer_chain(model, [cfg.parent_layer, cfg.layer])            # unknown layers stop here
 halves = data.load_halves(info, data_cfg)
 raw = protocols.RawPixels(model, halves.data.mean, halves.data.std)

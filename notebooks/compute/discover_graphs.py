@@ -20,7 +20,7 @@
 
 # %% tags=["parameters"]
 stage = "discover_graphs"
-params = {"seed": 0, "data": {"root": "data"}, "discover_graphs": {"models": ["train_lenet"], "classes": [3], "examples_per_class": 20}}
+params = {"seed": 0, "data": {"root": "data"}, "device": "auto", "discover_graphs": {"models": ["train_lenet"], "classes": [3], "examples_per_class": 20}}
 out_dir = "results/discover_graphs"
 models_dir = "models"
 checkpoint_dir = ".cache/checkpoints"
@@ -39,6 +39,8 @@ data_cfg = config.data_config(params)
 out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
 graphs_dir = out.parent / cfg.graphs_dir
 training.set_threads(cfg.threads)
+device = models.resolve_device(params.get("device", "auto"))     # auto: the GPU when there is one
+models.deterministic(device)
 model_paths = {m: Path(models_dir) / f"{m}.pt" for m in cfg.models}
 infos = {m: models.model_info(p) for m, p in model_paths.items()}   # missing model file stops here
 for m, info in infos.items():
@@ -56,7 +58,7 @@ def file_md5(path):
 run = {"torch_threads": torch.get_num_threads(), "graphs_dir": cfg.graphs_dir, "models": {}}
 for m in cfg.models:
     info = infos[m]
-    model = models.load_model(model_paths[m])
+    model = models.load_model(model_paths[m]).to(device)
     halves = data.load_halves(info, data_cfg)
     ds, x, y = halves.data, halves.x[halves.discovery], halves.y[halves.discovery]
     classes = discovery.check_classes(cfg.classes, info["num_classes"])
@@ -66,7 +68,7 @@ for m in cfg.models:
     for test in [cfg.test] + ([cfg.compare_test] if cfg.compare_test and cfg.compare_test != cfg.test else []):
         settings = dict(dataclasses.asdict(cfg), test=test, model_md5=run["models"][m]["model_md5"],
                         split=[data_cfg.discovery_fraction, data_cfg.split_seed])
-        for k in ("classes", "models", "compare_test", "figure_class", "threads", "max_batch", "graphs_dir"):
+        for k in ("classes", "models", "compare_test", "figure_class", "threads", "max_batch", "graphs_dir", "workers"):
             settings.pop(k)
         for k, default in (("min_effect", 0.0), ("fallback", False)):    # keys of graphs found before these existed
             if settings[k] == default:
@@ -77,7 +79,7 @@ for m in cfg.models:
             model, x, y, classes, ds.classes, cfg.examples_per_class, cfg.intervention_obj(), test, cfg.alpha,
             cfg.layers.get(m), cache_dir=Path(checkpoint_dir).parent / "graphs", key=key,
             max_batch=cfg.max_batch, correct_only=cfg.correct_only, desc=f"{m} graphs ({test} test)",
-            min_effect=cfg.min_effect if test == "paired" else 0.0, fallback=cfg.fallback)
+            min_effect=cfg.min_effect if test == "paired" else 0.0, fallback=cfg.fallback, workers=cfg.workers)
         for k, (g, seconds) in graphs[test].items():
             g.model = f"{info['name']} ({m})"
             g.save(graphs_dir / m / test / f"class_{k}.json")

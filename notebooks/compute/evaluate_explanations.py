@@ -21,7 +21,7 @@
 
 # %% tags=["parameters"]
 stage = "evaluate_explanations"
-params = {"seed": 0, "data": {"root": "data"}, "evaluate_explanations": {"models": ["train_lenet"], "classes": [3],
+params = {"seed": 0, "data": {"root": "data"}, "device": "auto", "evaluate_explanations": {"models": ["train_lenet"], "classes": [3],
           "examples_per_class": 2, "correct_only": False, "le_samples": 2, "baselines": {"rise_masks": 16}}}
 out_dir = "results/evaluate_explanations"
 results_dir = "results"
@@ -42,10 +42,12 @@ cfg = config.from_dict(evaluation.EvaluationConfig, params[stage], stage)
 data_cfg = config.data_config(params)
 out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
 training.set_threads(cfg.threads)
+device = models.resolve_device(params.get("device", "auto"))     # auto: the GPU when there is one
+models.deterministic(device)
 graphs_root = Path(results_dir) / cfg.graphs_dir
 setups, explainers, examples, skipped, notes = {}, {}, {}, {}, []
 for m in cfg.models:   # missing model/graphs, classes without a graph, unknown layer: all stop here
-    su = masking.load_setup(m, Path(models_dir), graphs_root / m / cfg.graph_test, cfg.classes, data_cfg)
+    su = masking.load_setup(m, Path(models_dir), graphs_root / m / cfg.graph_test, cfg.classes, data_cfg, device=device)
     layers = [evaluation.map_layer(su.model, next(iter(su.graphs.values())), spec) for spec in cfg.map_layers(m)]
     explainers[m] = {**{evaluation.causal_name(l, i == 0): evaluation.CausalExplainer(su.model, su.graphs, l)
                         for i, l in enumerate(layers)},

@@ -20,7 +20,7 @@
 
 # %% tags=["parameters"]
 stage = "fidelity"
-params = {"seed": 0, "data": {"root": "data"}, "fidelity": {"models": ["train_lenet"], "classes": [3]}}
+params = {"seed": 0, "data": {"root": "data"}, "device": "auto", "fidelity": {"models": ["train_lenet"], "classes": [3]}}
 out_dir = "results/fidelity"
 results_dir = "results"
 models_dir = "models"
@@ -31,14 +31,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from causal_interp import config, masking, training
+from causal_interp import config, masking, models, training
 
 cfg = config.from_dict(masking.MaskingConfig, params[stage], stage)
 data_cfg = config.data_config(params)
 out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
 training.set_threads(cfg.threads)
+device = models.resolve_device(params.get("device", "auto"))     # auto: the GPU when there is one
+models.deterministic(device)
 setups = {m: masking.load_setup(m, Path(models_dir), Path(results_dir) / cfg.graphs_dir / m / cfg.graph_test,
-                                cfg.classes, data_cfg) for m in cfg.models}   # missing model/graphs, bad classes stop here
+                                cfg.classes, data_cfg, device=device) for m in cfg.models}   # missing model/graphs, bad classes stop here
 print(cfg)
 
 # %%

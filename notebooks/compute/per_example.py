@@ -111,6 +111,9 @@ for k in cfg.classes[:2]:
 
 # %%
 pairs = per_example.confusion_pairs(y, pred, cfg.pairs)
+errors = {}                                          # every (true, predicted) confusion of the test set: its count
+for t, p in zip(y[y != pred].tolist(), pred[y != pred].tolist()):
+    errors[f"{t} -> {p}"] = errors.get(f"{t} -> {p}", 0) + 1
 n_parents = {l: traced.parents(l)[0] for l in chain}
 corrections = []
 for t, p in pairs:
@@ -122,6 +125,7 @@ for t, p in pairs:
 (out / "run.json").write_text(json.dumps({
     "settings": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "threads"}, "model_name": info.get("name"),
     "test_accuracy": test_accuracy, "classes": names, "chain": chain, "convs": convs, "graph_seconds": graph_seconds,
-    "pairs": [list(pp) for pp in pairs], "causal_filters": {str(k): filters[k] for k in cfg.classes},
+    "pairs": [list(pp) for pp in pairs], "test_errors": dict(sorted(errors.items(), key=lambda e: -e[1])),
+    "causal_filters": {str(k): filters[k] for k in cfg.classes},
     "score_agreement": agreement}, indent=2, default=float))
 print(f"{sum(len(v) for v in graphs.values())} per-example graphs in {graph_seconds:.0f} s, {len(corrections)} corrections")

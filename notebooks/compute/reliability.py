@@ -20,7 +20,7 @@
 
 # %% tags=["parameters"]
 stage = "reliability"
-params = {"seed": 0, "data": {"root": "data"}, "reliability": {"models": {"train_lenet": {"runs": 20, "classes": [3]}}}}
+params = {"seed": 0, "data": {"root": "data"}, "device": "auto", "reliability": {"models": {"train_lenet": {"runs": 20, "classes": [3]}}}}
 out_dir = "results/reliability"
 results_dir = "results"
 models_dir = "models"
@@ -40,6 +40,8 @@ data_cfg = config.data_config(params)
 out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
 graphs_dir = Path(results_dir) / cfg.graphs_dir
 training.set_threads(cfg.threads)
+device = models.resolve_device(params.get("device", "auto"))     # auto: the GPU when there is one
+models.deterministic(device)
 sweeps, graph_files = {}, {}
 for m, values in cfg.models.items():
     sweeps[m] = reliability.sweep_config(values, f"{stage}.models.{m}")
@@ -56,11 +58,11 @@ print(cfg)
 # %%
 # each run is appended to .cache/reliability/ as it finishes, so an interrupted stage resumes where it stopped
 b_values = {m: reliability.b_schedule(s.runs, cfg.b_min, cfg.b_max, cfg.runs_per_b) for m, s in sweeps.items()}
-run = {"settings": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "threads"},
+run = {"settings": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("threads", "workers")},
        "torch_threads": torch.get_num_threads(), "models": {}}
 for m, sweep in sweeps.items():
     info = models.model_info(Path(models_dir) / f"{m}.pt")
-    model = models.load_model(Path(models_dir) / f"{m}.pt")
+    model = models.load_model(Path(models_dir) / f"{m}.pt").to(device)
     halves = data.load_halves(info, data_cfg)
     x = halves.x[halves.discovery]
     classes = {}
@@ -73,7 +75,7 @@ for m, sweep in sweeps.items():
         t1 = time.perf_counter()
         records = reliability.soft_sweep(model, x[hard.examples], hard, b_values[m], cfg.eps, cfg.seed, sweep.layers,
                                          cfg.max_batch, Path(checkpoint_dir).parent / "reliability" / m / f"class_{c}-{key}.jsonl",
-                                         desc=f"{m} soft runs")
+                                         desc=f"{m} soft runs", workers=cfg.workers)
         (out / m).mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, out / m / f"class_{c}.graph.json")          # the hard graph the runs are compared with
         (out / m / f"class_{c}.runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))

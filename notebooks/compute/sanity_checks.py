@@ -77,4 +77,4 @@ for m, meth in progress(jobs, total=len(jobs), desc="model randomisation", unit=
 scores = pd.DataFrame(rows)
 scores.to_csv(out / "scores.csv", index=False)
 (out / "run.json").write_text(json.dumps(run, indent=2))
-print(scores.groupby(["model", "check", "method"]).score.median())
+print(scores.groupby(["model", "check", "method"]).score.median().to_string())   # every row

@@ -11,8 +11,9 @@ seeded perturbations for every method, examples from the evaluation half.
   class-probability curve, lower is better; about `flip_steps` steps per channel, Quantus flips RGB channels apart), Region-Perturbation (most relevant first, AOPC: the mean drop of the class
   probability over the perturbation steps, higher is better), Selectivity (Montavon et al. 2018: patches of
   `region_patch` pixels removed most relevant first until none is left; area under the class-probability curve,
-  lower is better). Removal ("black") sets the pixels to 0 in the model's input space, i.e. to the training mean of
-  each channel for the standardised inputs, for every method alike.
+  lower is better). Removal ("black", Quantus' baseline) sets the pixels to the smallest value of the example's
+  standardised input, for every method alike: on MNIST the background, so a step that reaches only background pixels
+  changes nothing.
 
 A property-level claim ("the causal maps are the most robust / faithful") is made only where every metric of that
 property ranks the causal maps first, clear of every other method (`CRITERION`); the report gives each method's rank per

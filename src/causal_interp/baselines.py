@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +27,7 @@ import torch
 from torch import nn
 
 from .config import bounded
+from .interventions import device_of
 
 METHODS = ("RISE", "Occlusion", "IntegratedGradients", "Saliency", "GradientShap", "InputXGradient",
            "Deconvolution", "ExcitationBackprop")
@@ -70,7 +72,7 @@ def _attribute(method: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, 
         from torchray.attribution.rise import rise
 
         sal = rise(model, x, seed=rise_seed(x, cfg), num_masks=cfg.rise_masks, batch_size=cfg.batch_size)   # (N, K, H, W)
-        return sal[torch.arange(len(y)), y][:, None]
+        return sal[torch.arange(len(y), device=sal.device), y][:, None]
     if method == "ExcitationBackprop":
         from torchray.attribution.excitation_backprop import excitation_backprop
 
@@ -99,7 +101,11 @@ def _attribute(method: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, 
     if method == "InputXGradient":
         return ca.InputXGradient(model).attribute(x, target=y)
     if method == "Deconvolution":
-        return ca.Deconvolution(model).attribute(x, target=y)
+        with warnings.catch_warnings():
+            # captum announces on every call that it sets backward hooks on the ReLUs and removes them when the
+            # attribution is finished, which it does (in a `finally`): a notice, not a problem, so it is filtered
+            warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU activations", category=UserWarning)
+            return ca.Deconvolution(model).attribute(x, target=y)
     raise ValueError(f"unknown baseline {method!r}; choose from {list(METHODS)}")
 
 
@@ -118,17 +124,18 @@ def explainer(method: str, model: nn.Module, cfg: BaselineConfig | None = None):
     """
     check_methods([method])
     cfg = cfg or BaselineConfig()
-    net = _no_inplace_relu(model)
+    net = _no_inplace_relu(model).to(device_of(model))    # the copy computes where the model is
     for p in net.parameters():
         p.requires_grad_(False)
 
     def explain(model=None, inputs=None, targets=None, **kwargs) -> np.ndarray:
+        device = device_of(net)                      # computed where the model is, returned on the CPU
         x = torch.as_tensor(np.asarray(inputs), dtype=torch.float32)
         y = torch.as_tensor(np.asarray(targets), dtype=torch.long).reshape(-1)
         outs = []
         for i in range(0, len(x), cfg.batch_size):
-            xb = x[i:i + cfg.batch_size].clone().requires_grad_(method not in ("RISE", "Occlusion"))
-            a = _attribute(method, net, xb, y[i:i + cfg.batch_size], cfg).detach()
+            xb = x[i:i + cfg.batch_size].clone().to(device).requires_grad_(method not in ("RISE", "Occlusion"))
+            a = _attribute(method, net, xb, y[i:i + cfg.batch_size].to(device), cfg).detach().cpu()
             outs.append(a.sum(1, keepdim=True) if a.shape[1] != 1 else a)
         return torch.cat(outs).float().numpy()
 

@@ -52,7 +52,7 @@ FIGURES = (
                 ("discover_graphs", "arch_graphs"), "fig6_top_filter_finetune_cifar10.png", rows_in=3),
     PaperFigure(7, f"Reliability: {_claim('reliability')}.", ("reliability", "lenet_verdicts:fig7-*"),
                 "fig7_reliability*.png"),
-    PaperFigure(8, f"LeNet and ResNet18: {_claim('le')}; {_claim('irof')}.",
+    PaperFigure(8, f"LeNet and ResNet18: {_claim('le')}; {_claim('irof')}; {_claim('irof_mwp')}.",
                 ("evaluate_explanations", "authors_protocol", "lenet_verdicts:fig8-*"), "fig8_fair.png"),
     PaperFigure(9, "Four ImageNet architectures in the paper (see the notes below for the models here): the LE claim of "
                    "figure 8 (\"in each experiment\"); IROF is judged by figure 8's criterion, an extension (the paper's "
@@ -238,7 +238,8 @@ def reading_notes(reports: Path) -> str:
     mwp = irof_against_mwp(reports)
     if mwp:
         notes.append("**Fig. 8's IROF against MWP** (Excitation Backprop), the method the paper says the causal maps are "
-                     "comparable to (the verdict compares with the best other method), fair protocol, the causal maps of "
+                     "comparable to (judged by its own verdict; the IROF verdict compares with the best other method), "
+                     "fair protocol, the causal maps of "
                      "the map layer listed first in `evaluate_explanations.layers`, median [95% interval]: " + "; ".join(mwp) + ".")
     fid = metrics("arch_fidelity")
     if fid:
@@ -305,8 +306,10 @@ def reading_notes(reports: Path) -> str:
         if same:
             line += (f"; fig. {', '.join(map(str, same))} gives the same numbers on every kind of graph, seed by seed "
                      "(its unmasked, random and weight-magnitude numbers do not use the graph, and the critical ranking "
-                     "takes the class accuracy to the same value on every graph), so the agreement of its rows across "
-                     "the graphs does not show robustness to the graph")
+                     "takes the class accuracy to the same value on every graph), so "
+                     + ("it is given as one row: an agreement across the graphs would show no robustness to the graph"
+                        if all((reports / "lenet_verdicts" / "summary" / f"fig{f}-every-graph.json").is_file() for f in same)
+                        else "the agreement of its rows across the graphs does not show robustness to the graph"))
         if metrics("metric_agreement"):
             line += ("; a `metric_agreement` row gives how many of the property's metrics rank the causal maps first")
         notes.append(line + ".")

@@ -17,6 +17,7 @@ chain; their weights are never intervened on. The chain is derived from the trac
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
 from dataclasses import dataclass, field
@@ -27,8 +28,9 @@ import torch
 from scipy.stats import norm
 from torch import nn
 
-from .interventions import (Intervention, NonFiniteError, TracedModel, _out_nodes, check_finite, check_layer, trace,
-                            treatment_effects)
+from .interventions import (Intervention, NonFiniteError, TracedModel, _out_nodes, check_finite, check_layer,
+                            device_of, trace, treatment_effects)
+from . import fanout
 from .config import bounded
 from .models import evaluating
 from .progress import progress
@@ -81,7 +83,7 @@ def check_chain_runs(traced: TracedModel, chain: list[str], class_index: int, x:
     run with its name and the reason. `traced` is left with the two examples cached."""
     logits = traced.cache(x[:2], where=f"class {class_index}, checking the layers")
     with torch.no_grad(), evaluating(traced.model):
-        own = traced.model(x[:2].clone())          # a model that changes its input in place changes a copy
+        own = traced.model(x[:2].to(traced.device, copy=True))   # a model that changes its input in place changes a copy
     if not torch.allclose(logits, own, rtol=1e-4, atol=1e-5 * (1 + float(own.abs().max()))):
         raise LayerRunError(f"the traced model's logits differ from the model's own by up to "
                             f"{float((logits - own).abs().max()):.3g}: its forward pass does something torch.fx cannot "
@@ -368,7 +370,7 @@ def discover_class_graph(model: nn.Module, x: torch.Tensor, class_index: int, la
         iv = dataclasses.replace(intervention, seed=intervention.seed * 1009 + depth)
         t0 = time.perf_counter()
         te = treatment_effects(traced, name, class_index, targets, iv, max_batch=max_batch)
-        base = traced.logits[:, class_index]
+        base = traced.logits[:, class_index].cpu()
         z, p, labels, degenerate = significance(te, base, test, alpha, min_effect)
         rescued = fallback and not (labels == "necessary").any()
         if rescued:
@@ -393,7 +395,7 @@ def discover_class_graph(model: nn.Module, x: torch.Tensor, class_index: int, la
 def class_examples(model: nn.Module, x: torch.Tensor, y: torch.Tensor, class_index: int, n: int,
                    batch_size: int = 512, correct_only: bool = True) -> torch.Tensor:
     """Indices (into x) of the first `n` examples of `class_index` that `model` classifies correctly
-    (with `correct_only=False`: the first `n` examples of the class). Predictions in eval mode."""
+    (with `correct_only=False`: the first `n` examples of the class). Predictions in eval mode, where the model is."""
     idx = torch.nonzero(y == class_index).flatten()
     if not correct_only:
         return idx[:n]
@@ -401,7 +403,7 @@ def class_examples(model: nn.Module, x: torch.Tensor, y: torch.Tensor, class_ind
     with evaluating(model):
         for i in range(0, len(idx), batch_size):
             b = idx[i:i + batch_size]
-            keep.append(b[model(x[b]).argmax(1) == class_index])
+            keep.append(b[model(x[b].to(device_of(model))).argmax(1).cpu() == class_index])
             if sum(len(k) for k in keep) >= n:
                 break
     return torch.cat(keep)[:n] if keep else idx[:0]
@@ -429,6 +431,7 @@ class DiscoveryConfig:
     max_batch: int = bounded(4096, 1)
     seed: int = bounded(0, 0)
     threads: int | None = bounded(None, 1, 1024)
+    workers: int | None = bounded(None, 1, 1024)   # Ray workers (fanout.py); null: in-process, or RAY_ADDRESS's
 
     def validate(self, section: str) -> None:
         if self.test not in TESTS or (self.compare_test is not None and self.compare_test not in TESTS):
@@ -468,11 +471,13 @@ def check_classes(classes, num_classes: int) -> list[int]:
 def discover_all(model: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: list[int], class_names: list[str],
                  n_examples: int, intervention: Intervention, test: str, alpha: float, layers=None,
                  cache_dir: str | Path | None = None, key: str = "", max_batch: int = 4096, correct_only: bool = True,
-                 log=print, desc: str = "graphs", min_effect: float = 0.0, fallback: bool = False) -> dict:
-    """Graphs of `classes` on the examples (x, y) (the discovery split), one class at a time.
+                 log=print, desc: str = "graphs", min_effect: float = 0.0, fallback: bool = False,
+                 workers: int | None = None) -> dict:
+    """Graphs of `classes` on the examples (x, y) (the discovery split), one class at a time, or fanned out over
+    Ray workers (`workers`, RAY_ADDRESS: `fanout.run`; the same graphs).
 
     Each finished graph is written to `cache_dir/<key>/class_<k>.json` and reused on a re-run with the same
-    `key` (callers put the model hash and settings in it), so an interrupted run loses at most one class.
+    `key` (callers put the model hash and settings in it), so an interrupted run loses at most the classes running.
     Returns {class: (graph, seconds)} (seconds = 0.0 for graphs taken from the cache). Every class's examples
     are checked for NaN/inf before the first graph is discovered; degenerate tests are logged.
     """
@@ -482,13 +487,18 @@ def discover_all(model: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: li
     out = {}
     folder = Path(cache_dir) / f"{key}-v{GRAPH_FORMAT}" if cache_dir else None
     bar = progress(total=len(classes) * len(chain), desc=desc, unit="layer")
+    todo = []
     for k in classes:
         path = folder / f"class_{k}.json" if folder else None
         if path is not None and path.exists():
             out[k] = (ClassGraph.load(path), 0.0)
             log(f"class {k}: from cache")
             bar.update(len(chain))
-            continue
+        else:
+            todo.append(k)
+
+    # --- fan-out (fanout.py): one unit = one class graph, computed here or on a Ray worker; saved here as it comes
+    def one(k, bar=None):
         idx = class_examples(model, x, y, k, n_examples, correct_only=correct_only)
         if len(idx) < 2:
             raise ValueError(f"class {k}: only {len(idx)} correctly classified examples in the discovery split")
@@ -497,14 +507,24 @@ def discover_all(model: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: li
                                  max_batch=max_batch, bar=bar, min_effect=min_effect, fallback=fallback)
         seconds = time.perf_counter() - t0
         g.examples = idx.tolist()
-        if path is not None:
-            g.save(path)
-        out[k] = (g, seconds)
-        log(f"class {k}: {len(idx)} examples, {seconds:.1f}s, necessary per layer "
+        return g, seconds
+
+    def finished(i, result):
+        k, (g, seconds) = todo[i], result
+        if folder is not None:
+            g.save(folder / f"class_{k}.json")
+        out[k] = result
+        if remote:
+            bar.update(len(chain))
+        log(f"class {k}: {g.n_examples} examples, {seconds:.1f}s, necessary per layer "
             f"{[len(lg.necessary) for lg in g.layers]}")
         warn_degenerate(g, log)
+
+    remote = fanout.uses_ray(workers)
+    fanout.run(one if remote else functools.partial(one, bar=bar), todo, workers, done=finished)
+    # --- end of fan-out
     bar.close()
-    return out
+    return {k: out[k] for k in classes}
 
 
 def warn_degenerate(graph: ClassGraph, log=print) -> int:

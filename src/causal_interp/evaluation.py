@@ -23,7 +23,7 @@ from .baselines import BaselineConfig, check_methods
 from .config import bounded
 from .discovery import ClassGraph
 from .explanations import causal_responses, saliency_map
-from .interventions import TracedModel, check_finite
+from .interventions import TracedModel, check_finite, device_of
 from .models import evaluating
 from .progress import progress
 
@@ -133,7 +133,7 @@ class CausalExplainer:
             idx = torch.from_numpy(np.flatnonzero(y == k))
             self.traced.cache(x[idx], where=f"causal map of class {int(k)}")
             s = causal_responses(self.traced, self.graphs[int(k)], self.layer)
-            out[idx, 0] = saliency_map(s, tuple(x.shape[-2:]))
+            out[idx, 0] = saliency_map(s, tuple(x.shape[-2:])).cpu()
         return out.numpy()
 
 
@@ -218,7 +218,7 @@ def run_metric(quantus_metric, what: str, model: nn.Module, x: np.ndarray, y: np
     try:
         with evaluating(model):   # Quantus puts the model in eval mode and leaves it there; restored here
             out = quantus_metric(model=model, x_batch=x, y_batch=y, a_batch=None, explain_func=explain,
-                                 explain_func_kwargs={}, device="cpu", batch_size=batch_size)
+                                 explain_func_kwargs={}, device=str(device_of(model)), batch_size=batch_size)
     except AssertionError as e:
         if "should not all be less than zero" not in str(e):
             raise
@@ -272,9 +272,9 @@ def pick_examples(setup, classes: list[int], per_class: int, correct_only: bool,
         idx = setup.eval_idx[setup.y_test[setup.eval_idx] == c]
         if correct_only:
             with torch.no_grad(), evaluating(setup.model):
-                logits = setup.model(setup.x_test[idx])
+                logits = setup.model(setup.x_test[idx].to(device_of(setup.model)))
             check_finite(logits, "logits", f"evaluation examples of class {c}")
-            idx = idx[logits.argmax(1) == c]
+            idx = idx[logits.argmax(1).cpu() == c]
         picked.append(idx[torch.from_numpy(np.sort(rng.permutation(len(idx))[:per_class]))])
     idx = torch.cat(picked) if picked else torch.zeros(0, dtype=torch.long)
     return setup.x_test[idx].numpy(), setup.y_test[idx].numpy(), idx.numpy()

@@ -34,7 +34,7 @@ def causal_responses(traced: TracedModel, graph: ClassGraph, layer: str) -> torc
     w, exists = edge_weights(module, n_parents, children, necessary)
     f = parent_contributions(module, a, w, necessary, n_parents)
     if isinstance(module, nn.Conv2d) and module.groups > 1:   # mean over each child's own necessary parents
-        count = exists.sum(1).clamp(min=1).to(f.dtype)
+        count = exists.sum(1).clamp(min=1).to(device=f.device, dtype=f.dtype)
         return f.sum(0) / count.view(1, -1, *([1] * (f.dim() - 3)))
     return f.mean(0)
 

@@ -37,6 +37,12 @@ from .models import evaluating
 MODES = ("hard", "soft", "constant")
 
 
+def device_of(model: nn.Module) -> torch.device:
+    """Where `model` computes (its first parameter's device; the CPU for a model without any). The engine moves its
+    inputs there and returns its results on the CPU, so the same code runs on a GPU and, bit for bit as before, on a CPU."""
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
+
+
 class NonFiniteError(ValueError):
     """NaN or inf in the inputs, logits or treatment effects: the engine stops rather than test them (every z
     would be NaN, nothing significant, and an empty graph would look like a finding)."""
@@ -46,7 +52,7 @@ def check_finite(values: torch.Tensor, what: str, where: str, example_dim: int =
     """Raise `NonFiniteError` naming `where` (class, layer) and how many examples (slices along `example_dim`)
     hold a NaN or inf in `values`; `labels` (one per example) adds the classes of the affected examples."""
     flat = values.detach().movedim(example_dim, 0).flatten(1) if values.dim() > 1 else values.detach()[:, None]
-    bad = ~torch.isfinite(flat).all(1)
+    bad = (~torch.isfinite(flat).all(1)).cpu()
     if bad.any():
         classes = "" if labels is None else f" (classes {sorted(set(torch.as_tensor(labels)[bad].tolist()))})"
         raise NonFiniteError(f"{where}: {int(bad.sum())} of {len(bad)} examples{classes} have non-finite {what} "
@@ -86,7 +92,7 @@ class Intervention:
         """Replacement for the weight slices `w` (edges on dim 0 and 1) given per-edge `beta`."""
         if self.mode == "constant":
             return torch.full_like(w, self.u)
-        return beta.view(*beta.shape, *([1] * (w.dim() - 2))).to(w.dtype) * w
+        return beta.view(*beta.shape, *([1] * (w.dim() - 2))).to(device=w.device, dtype=w.dtype) * w
 
 
 def _timm_convs() -> dict:
@@ -196,7 +202,7 @@ def edge_weights(module: nn.Module, n_parents: int, targets: torch.Tensor, paren
     `weight` replaces the layer's effective weight (same shape)."""
     exists, cols = edge_pairs(module, targets, parents)
     w = _edge_slices((effective_weight(module) if weight is None else weight).detach(), n_parents)[targets][:, cols]
-    return w * exists.view(*exists.shape, *([1] * (w.dim() - 2))).to(w.dtype), exists
+    return w * exists.view(*exists.shape, *([1] * (w.dim() - 2))).to(device=w.device, dtype=w.dtype), exists
 
 
 def _is_flatten(node: torch.fx.Node, modules: dict) -> bool:
@@ -352,7 +358,9 @@ def _inplace_name(target) -> bool:
 class TracedModel:
     """A model traced once with torch.fx, with all activations of a batch cached by `cache`.
 
-    The model always runs in eval mode here, and leaves every call in the mode it came in (`evaluating`)."""
+    The model always runs in eval mode here, and leaves every call in the mode it came in (`evaluating`). It computes
+    where the model is (`device`, its first parameter's): `cache` moves the examples there, and the activations and
+    logits stay there; what the engine returns (effects) is on the CPU."""
 
     def __init__(self, model: nn.Module):
         self.model = model
@@ -365,6 +373,17 @@ class TracedModel:
             if n.op == "placeholder" or any(a in self.batched for a in n.all_input_nodes):
                 self.batched.add(n)
         self.env: dict = {}
+
+    @property
+    def device(self) -> torch.device:
+        return device_of(self.model)
+
+    @staticmethod
+    def full_precision() -> None:
+        """On a GPU, matmuls and convs in full float32, not TF32 (about 1e-3 relative): an effect is a difference of
+        logits, and the engine must match its naive reference to 1e-4 there. A no-op on the CPU."""
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
 
     def parents(self, layer: str) -> tuple[int, int]:
         """(number of parents, features per parent) of `layer`; `cache` must have run."""
@@ -388,6 +407,9 @@ class TracedModel:
         layers = [n for n in self.gm.graph.nodes if n.op == "call_module"]
         first = f"input of layer {layers[0].target!r}" if layers else "input"
         check_finite(x, "input values", f"{where}, {first}")
+        x = x.to(self.device)
+        if x.device.type == "cuda":
+            self.full_precision()
         interp = _VersionRecorder(self.gm, garbage_collect_values=False)
         with evaluating(self.model):
             out = interp.run(x)
@@ -543,7 +565,8 @@ def parent_contributions(module: nn.Module, a: torch.Tensor, w: torch.Tensor, pa
         t_idx, j_idx = torch.nonzero(w.flatten(2).abs().sum(2) > 0, as_tuple=True)   # existing, non-zero edges only
         out = a.new_zeros(k, n, rows, *_conv_out_shape(module, a.shape[2:], conv["padding"]))
         if len(t_idx):
-            y = F.conv2d(a[:, parents[j_idx]], w[t_idx, j_idx][:, None], None, groups=len(t_idx), **conv)
+            y = F.conv2d(a[:, parents.to(j_idx.device)[j_idx]], w[t_idx, j_idx][:, None], None, groups=len(t_idx),
+                         **conv)
             out[j_idx, :, t_idx] = y.transpose(0, 1)
         return out
     if a.dim() > 2:   # channels-last linear: parent j is input channel j at every position
@@ -585,7 +608,7 @@ def treatment_effects(traced: TracedModel, layer: str, class_index: int, targets
         js = parents[pos]
         w, exists = edge_weights(module, n_parents, targets, js)             # (|T|, k, ...)
         dw = intervention.new_weights(w, None if betas is None else betas[:, js]) - w
-        dw = dw * exists.view(*exists.shape, *([1] * (w.dim() - 2))).to(w.dtype)
+        dw = dw * exists.view(*exists.shape, *([1] * (w.dim() - 2))).to(device=w.device, dtype=w.dtype)
         delta = parent_contributions(module, a, dw, js, n_parents)         # (k, N, |T|, ...) / (k, N, ..., |T|)
         zk = z.unsqueeze(0).repeat(len(js), *([1] * z.dim()))
         if isinstance(module, nn.Linear):
@@ -593,7 +616,7 @@ def treatment_effects(traced: TracedModel, layer: str, class_index: int, targets
         else:
             zk[:, :, targets] += delta
         logits = traced.run_from(layer, zk.reshape(len(js) * n, *z.shape[1:]), len(js))
-        effects[pos] = logits[:, class_index].view(len(js), n) - base
+        effects[pos] = (logits[:, class_index].view(len(js), n) - base).cpu()      # results live on the CPU
     check_finite(effects, "treatment effects", f"class {class_index}, layer {layer!r}", example_dim=1)
     return effects
 
@@ -636,6 +659,6 @@ def _naive_effects(model, layer, class_index, x, targets, intervention, n_parent
     return out
 
 
-__all__ = ["Intervention", "TracedModel", "treatment_effects", "naive_effects", "parent_contributions",
+__all__ = ["device_of", "Intervention", "TracedModel", "treatment_effects", "naive_effects", "parent_contributions",
            "layer_parents", "check_layer", "edge_pairs", "edge_weights", "NonFiniteError", "check_finite",
            "effective_weight", "is_standardised", "apply_layer", "conv_input", "InPlaceError"]

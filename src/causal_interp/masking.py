@@ -18,8 +18,8 @@ from torch import nn
 
 from .config import bounded
 from .discovery import ClassGraph, graph_files
-from .interventions import (TracedModel, _edge_slices, _out_nodes, apply_layer, check_finite, edge_pairs, edge_weights,
-                            effective_weight, is_standardised)
+from .interventions import (TracedModel, _edge_slices, _out_nodes, apply_layer, check_finite, device_of, edge_pairs,
+                            edge_weights, effective_weight, is_standardised)
 from .models import evaluating
 
 
@@ -160,9 +160,9 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     correct = 0
     with evaluating(model):
         for i in range(0, len(x), batch_size):
-            logits = model(x[i:i + batch_size])
+            logits = model(x[i:i + batch_size].to(device_of(model)))
             check_finite(logits, "logits", "masking: accuracy", labels=y[i:i + batch_size])
-            correct += (logits.argmax(1) == y[i:i + batch_size]).sum().item()
+            correct += (logits.argmax(1).cpu() == y[i:i + batch_size]).sum().item()
     return correct / len(x)
 
 
@@ -176,7 +176,8 @@ def class_bias(model: nn.Module, x: torch.Tensor, y: torch.Tensor, c: int, batch
         return {"all_accuracy": float("nan"), "false_positive_rate": float("nan"), "precision": float("nan")}
     check_finite(x, "input values", "masking: class bias", labels=y)
     with evaluating(model):
-        pred = torch.cat([model(x[i:i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
+        pred = torch.cat([model(x[i:i + batch_size].to(device_of(model))).argmax(1).cpu()
+                          for i in range(0, len(x), batch_size)])
     others, predicted = y != c, pred == c
     return {"all_accuracy": float((pred == y).float().mean()),
             "false_positive_rate": float(predicted[others].float().mean()) if others.any() else float("nan"),
@@ -322,9 +323,9 @@ def repair_rows(su: Setup, shares, random_draws: int, seed: int, all_classes_exa
     return rows
 
 
-def load_setup(stage: str, models_dir, graphs_dir, classes, data_cfg) -> Setup:
-    """Model of training stage `stage`, its graphs under `graphs_dir` and the evaluation split; fails early on a
-    missing model or graph and on classes without a graph."""
+def load_setup(stage: str, models_dir, graphs_dir, classes, data_cfg, device: torch.device | str = "cpu") -> Setup:
+    """Model of training stage `stage` (on `device`), its graphs under `graphs_dir` and the evaluation split (on the
+    CPU); fails early on a missing model or graph and on classes without a graph."""
     from pathlib import Path
 
     from . import data, models
@@ -332,7 +333,7 @@ def load_setup(stage: str, models_dir, graphs_dir, classes, data_cfg) -> Setup:
     path = Path(models_dir) / f"{stage}.pt"
     info = models.model_info(path)
     graphs = {c: ClassGraph.load(p) for c, p in graph_files(graphs_dir, classes).items()}
-    model = models.load_model(path)
+    model = models.load_model(path).to(device)
     h = data.load_halves(info, data_cfg)
     any_graph = next(iter(graphs.values()))
     return Setup(model, h.data.classes, graphs, h.x, h.y, h.evaluation, {lg.layer: lg.n_parents for lg in any_graph.layers})

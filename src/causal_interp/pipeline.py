@@ -165,7 +165,60 @@ def validate_params(params_file: str | Path = REPO / "params.yaml", profile: str
             config.stage_config(params, s.section, classes[nb])
         elif nb in classes:
             raise config.ConfigError(f"params.yaml has no section {s.section!r} (stage {s.name} runs {s.notebook})")
+    check_class_indices(params)
     return params
+
+
+def dataset_classes(train: dict) -> int | None:
+    """The number of classes of the dataset a training section (`train_lenet`, `arch_*`, ...) names, from
+    `data.DATASETS`; None where it is not known before training (an ImageNet folder, no dataset named)."""
+    from .data import DATASETS
+
+    dataset = train.get("dataset") if isinstance(train, dict) else None
+    names = DATASETS.get(dataset, {}).get("classes") if isinstance(dataset, str) else None
+    return len(names) if names else None
+
+
+def class_indices(values: dict) -> dict[str, list]:
+    """The class indices a stage's section names, by key: `classes`, `figure_class`, `class_index`, `le_class`, the
+    classes of `pairs` and of a `models` mapping's entries (`reliability.models.<m>.classes`)."""
+    found = {}
+    for key in ("classes", "figure_class", "class_index", "le_class", "pairs"):
+        v = values.get(key)
+        flat = [c for item in (v if isinstance(v, list) else [v]) for c in (item if isinstance(item, list) else [item])]
+        found[key] = [c for c in flat if isinstance(c, int) and not isinstance(c, bool)]
+    if isinstance(values.get("models"), dict):
+        for m, sweep in values["models"].items():
+            if isinstance(sweep, dict) and isinstance(sweep.get("classes"), list):
+                found[f"models.{m}.classes"] = [c for c in sweep["classes"] if isinstance(c, int)]
+    return {k: v for k, v in found.items() if v}
+
+
+def check_class_indices(params: dict) -> None:
+    """Every class index of a stage's section against the number of classes of the dataset its models are trained on
+    (read from their training sections: `discover_graphs.figure_class: 12` stops here for MNIST and CIFAR-10, before
+    any model is trained; `check_against_models` checks against the trained models themselves)."""
+    from .discovery import check_classes
+
+    for section, values in params.items():
+        if section in TOP_LEVEL or not isinstance(values, dict):
+            continue
+        models = values.get("models")
+        names = list(models) if isinstance(models, (list, dict)) else []
+        if isinstance(values.get("model"), str) and isinstance(params.get(values["model"]), dict):
+            names.append(values["model"])              # per_example, authors_protocol: a training stage's model
+        counts = {m: dataset_classes(params.get(m)) for m in names if isinstance(m, str)}
+        if isinstance(values.get("train"), dict):     # lenet_verdicts trains its own models
+            counts[f"{section}.train"] = dataset_classes(values["train"])
+        indices = class_indices(values)
+        for m, k in counts.items():
+            for key, wanted in indices.items():
+                if k is None or (key.startswith("models.") and key.split(".")[1] != m):
+                    continue
+                try:
+                    check_classes(wanted, k)
+                except IndexError as e:
+                    raise config.ConfigError(f"{section}.{key}: {e} for {m}") from None
 
 
 def check_against_models(section: str, values: dict, models: Path) -> None:
@@ -461,6 +514,7 @@ def _execute(stage, notebook, parameters, staging, reports, models, show_progres
     log.unlink(missing_ok=True)
     drop_default_parameters(executed)
     note_machine(executed)
+    relative_paths(executed)
     publish(staging, reports, models, results)
     return root / stage / f"{stage}.ipynb"
 
@@ -483,6 +537,35 @@ def note_machine(executed: Path) -> None:
 
     nb = nbformat.read(str(executed), as_version=4)
     nb.metadata["causal_interp"] = {"machine": machine_name()}
+    nbformat.write(nb, str(executed))
+
+
+def relative_paths(executed: Path, root: Path = REPO) -> None:
+    """The run's paths under `root` (the checkout) as paths relative to it, in the executed notebook's injected
+    parameters and in papermill's metadata: the kernel ran in `root`, so they name the same files, and a committed
+    notebook shows no machine's absolute paths. Only the record is rewritten; the run used the absolute paths."""
+    import nbformat
+
+    prefix = str(root).rstrip("/")
+
+    def rel(v):
+        if isinstance(v, str):
+            return "." if v == prefix else v.replace(prefix + "/", "")
+        if isinstance(v, dict):
+            return {k: rel(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [rel(x) for x in v]
+        return v
+
+    nb = nbformat.read(str(executed), as_version=4)
+    for cell in nb.cells:
+        if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
+            cell.source = cell.source.replace(f'"{prefix}"', '"."').replace(prefix + "/", "")
+    meta = nb.metadata.get("papermill")
+    if meta:
+        for key in ("input_path", "output_path", "parameters"):
+            if key in meta:
+                meta[key] = rel(meta[key])
     nbformat.write(nb, str(executed))
 
 

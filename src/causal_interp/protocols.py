@@ -35,7 +35,7 @@ from torch import nn
 
 from .config import bounded
 from .discovery import ClassGraph
-from .interventions import TracedModel
+from .interventions import TracedModel, device_of
 from .models import evaluating
 
 PROTOCOLS = ("authors", "fair")
@@ -54,8 +54,9 @@ class RawPixels(nn.Module):
     def __init__(self, model: nn.Module, mean, std):
         super().__init__()
         self.model = model
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+        device = device_of(model)                  # beside the model's weights
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1))
 
     def standardise(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
@@ -90,7 +91,7 @@ def authors_causal_maps(traced: TracedModel, graph: ClassGraph, layer: str, pare
         raise ValueError(f"the authors' causal map needs a dense conv layer; {layer!r} is not one")
     n = traced.n
     if not lg.necessary or not lg.targets:
-        return torch.zeros(n, *size)
+        return torch.zeros(n, *size, device=traced.device)
     parents = torch.as_tensor(lg.necessary)
     children = torch.as_tensor(lg.targets)
     a = traced.env[traced.node(parent_layer)][:, parents].double()          # (N, P, h, w)
@@ -120,9 +121,10 @@ class AuthorsCausalExplainer:
         out = np.zeros((len(x), 1, *x.shape[-2:]), dtype=np.float32)
         for k in np.unique(y):
             idx = np.flatnonzero(y == k)
-            self.traced.cache(self.raw.standardise(x[idx]), where=f"authors' causal map of class {int(k)}")
+            self.traced.cache(self.raw.standardise(x[idx].to(self.raw.mean.device)),
+                              where=f"authors' causal map of class {int(k)}")
             m = authors_causal_maps(self.traced, self.graphs[int(k)], self.layer, self.parent_layer, tuple(x.shape[-2:]))
-            out[idx, 0] = authors_normalise(np.abs(m.numpy()))
+            out[idx, 0] = authors_normalise(np.abs(m.cpu().numpy()))
         return out
 
 
@@ -175,7 +177,8 @@ def le_scores(protocol: str, method: str, explain, raw: nn.Module, x: np.ndarray
     try:
         with evaluating(raw):
             out = np.asarray(metric(model=raw, x_batch=x, y_batch=y, a_batch=None, explain_func=fn,
-                                    explain_func_kwargs={}, device="cpu", batch_size=cfg.batch), dtype=float)
+                                    explain_func_kwargs={}, device=str(device_of(raw)), batch_size=cfg.batch),
+                             dtype=float)
     finally:
         np.random.set_state(state)
     return running_max(out, cfg.batch) if protocol == "authors" and method == "Causal" else out
@@ -194,7 +197,7 @@ def irof_scores(protocol: str, explain, raw: nn.Module, x: np.ndarray, y: np.nda
                           display_progressbar=False)
     with evaluating(raw):
         aoc = np.asarray(metric(model=raw, x_batch=x, y_batch=y, a_batch=None, explain_func=fn, explain_func_kwargs={},
-                                device="cpu", batch_size=cfg.batch), dtype=float)
+                                device=str(device_of(raw)), batch_size=cfg.batch), dtype=float)
     return superpixel_counts(x) - aoc if protocol == "authors" else aoc
 
 

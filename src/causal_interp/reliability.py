@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import fanout
 from .config import bounded
 from .discovery import ClassGraph, discover_class_graph, warn_degenerate
 from .interventions import Intervention
@@ -50,6 +51,7 @@ class ReliabilityConfig:
     max_batch: int = bounded(4096, 1)
     seed: int = bounded(0, 0)
     threads: int | None = bounded(None, 1, 1024)
+    workers: int | None = bounded(None, 1, 1024)   # Ray workers (fanout.py); null: in-process, or RAY_ADDRESS's
 
     def validate(self, section: str) -> None:
         if not self.models:
@@ -70,11 +72,13 @@ def b_schedule(runs: int, b_min: float, b_max: float, runs_per_b: int) -> np.nda
 
 def soft_sweep(model: nn.Module, x: torch.Tensor, graph: ClassGraph, b_values, eps: float, seed: int = 0,
                layers: list[str] | None = None, max_batch: int = 4096, cache_file: str | Path | None = None,
-               log=print, desc: str = "soft runs") -> list[dict]:
-    """Re-discover `graph` once per b in `b_values` with soft interventions (same examples, test and alpha).
+               log=print, desc: str = "soft runs", workers: int | None = None) -> list[dict]:
+    """Re-discover `graph` once per b in `b_values` with soft interventions (same examples, test and alpha), one run
+    at a time, or fanned out over Ray workers (`workers`, RAY_ADDRESS: `fanout.run`; the same records).
 
     Returns one record per run: {"run", "b", "necessary": {layer: [nodes]}}. With `cache_file`, records are
-    appended as JSON lines as they finish and reused on a re-run, so an interruption loses at most one run.
+    appended as JSON lines in run order as they finish and reused on a re-run, so an interruption loses at most the
+    runs running (and, over Ray, those finished after a run still running).
     """
     records = []
     cache_file = Path(cache_file) if cache_file else None
@@ -90,18 +94,30 @@ def soft_sweep(model: nn.Module, x: torch.Tensor, graph: ClassGraph, b_values, e
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         cache_file.write_text("".join(json.dumps(r) + "\n" for r in records))
     bar = progress(total=len(b_values), initial=len(records), desc=f"{desc}, class {graph.class_index}", unit="run")
-    for run in range(len(records), len(b_values)):
+
+    # --- fan-out (fanout.py): one unit = one soft run, computed here or on a Ray worker; recorded here in run order
+    def one(run):
         iv = Intervention("soft", b=float(b_values[run]), eps=eps, seed=seed * 1_000_003 + run)
-        g = discover_class_graph(model, x, graph.class_index, layers, iv, graph.test, graph.alpha, max_batch=max_batch,
-                                 min_effect=graph.min_effect, fallback=graph.fallback)
-        rec = {"run": run, "b": float(b_values[run]), "necessary": {lg.layer: lg.necessary for lg in g.layers}}
-        if warn_degenerate(g, lambda line: log(f"run {run}: {line}")):
-            rec["degenerate"] = {lg.layer: lg.degenerate for lg in g.layers if lg.degenerate}
-        records.append(rec)
-        if cache_file is not None:
-            with open(cache_file, "a") as f:
-                f.write(json.dumps(rec) + "\n")
-        bar.update(1)
+        return discover_class_graph(model, x, graph.class_index, layers, iv, graph.test, graph.alpha,
+                                    max_batch=max_batch, min_effect=graph.min_effect, fallback=graph.fallback)
+
+    first, arrived = len(records), {}
+
+    def finished(i, g):
+        arrived[first + i] = g
+        while len(records) in arrived:       # the runs up to the first one still missing
+            run, g = len(records), arrived.pop(len(records))
+            rec = {"run": run, "b": float(b_values[run]), "necessary": {lg.layer: lg.necessary for lg in g.layers}}
+            if warn_degenerate(g, lambda line: log(f"run {run}: {line}")):
+                rec["degenerate"] = {lg.layer: lg.degenerate for lg in g.layers if lg.degenerate}
+            records.append(rec)
+            if cache_file is not None:
+                with open(cache_file, "a") as f:
+                    f.write(json.dumps(rec) + "\n")
+            bar.update(1)
+
+    fanout.run(one, range(first, len(b_values)), workers, done=finished)
+    # --- end of fan-out
     bar.close()
     return records
 

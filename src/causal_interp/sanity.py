@@ -17,11 +17,13 @@ fails when it lies above 0.9, and is not resolved otherwise.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import quantus
 import torch
+from scipy.stats import ConstantInputWarning
 from torch import nn
 
 from . import baselines, discovery, evaluation
@@ -240,7 +242,12 @@ def mprt(model: nn.Module, x: np.ndarray, y: np.ndarray, explain, seed: int,
     metric = quantus.MPRT(similarity_func=quantus.similarity_func.correlation_spearman, layer_order="top_down",
                           seed=seed, skip_layers=full_only, normalise=False, abs=False, disable_warnings=True)
     explain = evaluation.normalised(explain)          # |a| / max |a| per example, not per batch
-    out = _score(metric, model, x, y, explain, seed)
+    # A constant map has no rank correlation: its spread is 0, so scipy's spearmanr returns NaN, which is scored as
+    # said above, while numpy warns "invalid value encountered in divide" (and scipy, for some shapes, that an input is
+    # constant). Expected, so benign: silenced here, for this call only.
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConstantInputWarning)
+        out = _score(metric, model, x, y, explain, seed)
     if isinstance(out, list):                  # scored one example at a time: [{layer: [score]} or None, ...]
         layers = next((list(o) for o in out if o is not None), [])
         out = {layer: [np.nan if o is None else o[layer][0] for o in out] for layer in layers}

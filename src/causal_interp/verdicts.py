@@ -12,6 +12,8 @@ import numpy as np
 CLAIMS = {
     "le": "the causal maps have the lowest Local Lipschitz Estimate (LE, lower is more stable) by a wide margin",
     "irof": "the causal maps' IROF is the best or on par with the best method (higher is more faithful)",
+    "irof_mwp": "the causal maps' IROF is comparable to MWP's (Excitation Backprop, the paper's own comparison; higher is "
+                "more faithful)",
     "reliability": "98-100% of the hard-intervention graph's nodes are necessary in every soft-intervention run (fig. 7)",
     "fidelity": "masking the top critical neurons of every layer (20% or less) drops class accuracy drastically (fig. 10)",
     "repair": "masking distracting and irrelevant paths at inference improves accuracy (fig. 11)",
@@ -21,12 +23,15 @@ CRITERIA = {
           "otherwise it does not hold",
     "irof": "holds when the causal median is the highest; does not hold when the causal 95% interval lies entirely below "
             "the best other method's; otherwise not resolved (the intervals overlap at this number of examples)",
+    "irof_mwp": "holds when the causal median is at least MWP's; does not hold when the causal 95% interval lies entirely "
+                "below MWP's; otherwise not resolved (the intervals overlap at this number of examples, or MWP was not "
+                "scored)",
     "reliability": "holds when at least 98% of the hard-graph nodes, pooled over classes and layers, are necessary in "
                    "every run",
     "fidelity": "holds when, at the largest share of at most 20%, the class accuracy is below half the unmasked accuracy "
                 "and at least 0.1 below both the random and the weight-magnitude rankings",
-    "repair": "holds when at some share the class accuracy rises by more than 0.005 while the all-class accuracy stays "
-              "within 0.005; when the class accuracy rises but, at the share of its largest rise, the class's "
+    "repair": "holds when at some share the class accuracy rises by more than 0.005 while the all-class accuracy falls "
+              "by no more than 0.005; when the class accuracy rises but, at the share of its largest rise, the class's "
               "false-positive rate has risen by more than 0.05, the rise is bias towards the class; otherwise it does "
               "not hold",
 }
@@ -119,6 +124,29 @@ def irof_verdict(summary: dict[str, tuple], protocol: str, n: int | None = None)
                    outcome, detail)
 
 
+MWP = "ExcitationBackprop"     # the method the paper compares the causal maps' IROF with (fig. 8: "comparable to MWP")
+
+
+def irof_mwp_verdict(summary: dict[str, tuple], protocol: str, n: int | None = None) -> Verdict:
+    """Paper (fig. 8): the causal maps' IROF "is comparable to MWP", against MWP alone (`irof_verdict` compares with the
+    best other method). `summary`: {method: (median, ci_low, ci_high)} with "Causal" and `MWP` among them; see
+    CRITERIA["irof_mwp"]. A NaN median, or MWP missing (not scored, or failed on the model), is not resolved."""
+    causal, mwp = summary["Causal"], summary.get(MWP)
+    if not np.isfinite(causal[0]):
+        return Verdict("irof_mwp", protocol, "the causal maps could not be scored (every example NaN)", UNRESOLVED,
+                       "not scored")
+    if mwp is None or not np.isfinite(mwp[0]):
+        return Verdict("irof_mwp", protocol, f"causal IROF median {_fmt('', causal).strip()}, MWP not scored",
+                       UNRESOLVED, "nothing to compare with")
+    number = f"causal IROF median {_fmt('', causal).strip()}, {_fmt('MWP', mwp)}"
+    if causal[0] >= mwp[0]:
+        return Verdict("irof_mwp", protocol, number, HOLDS, "median at least MWP's")
+    if causal[2] < mwp[1]:
+        return Verdict("irof_mwp", protocol, number, FAILS, "interval entirely below MWP's")
+    return Verdict("irof_mwp", protocol, number, UNRESOLVED,
+                   "median below MWP's, intervals overlap" + (f" with {n} examples" if n else ""))
+
+
 def reliability_verdict(share_in_every_run: float, protocol: str) -> Verdict:
     """Fig. 7. `share_in_every_run`: the hard-graph nodes necessary in every soft run, pooled over classes and layers."""
     return Verdict("reliability", protocol, f"{share_in_every_run:.1%} of the hard-graph nodes in every run (paper 98-100%)",
@@ -137,7 +165,8 @@ def fidelity_verdict(unmasked: float, at_share: dict[str, float], share: float, 
 @dataclass
 class RepairFacts:
     """What fig. 11's verdict rests on, as positions in the sequence of masked shares: where class accuracy rises
-    (by more than 0.5 points), where it rises while all-class accuracy stays within 0.5 points (a repair), and whether
+    (by more than 0.5 points), where it rises while all-class accuracy falls by no more than 0.5 points (a repair; a
+    rise of the all-class accuracy is no harm), and whether
     the class's false-positive rate rose by more than 5 points at the largest class-accuracy rise (bias)."""
 
     rises: list
@@ -167,8 +196,8 @@ def repair_verdict(class_accuracy, all_accuracy, false_positive_rate, protocol: 
 def of_claim(claim: str, numbers: dict, protocol: str) -> Verdict:
     """The verdict on `claim` (a key of CLAIMS) from `numbers`, the arguments of its function by name (as a compute
     stage stores them, e.g. `stability.run`'s rows), under `protocol`."""
-    return {"le": le_verdict, "irof": irof_verdict, "reliability": reliability_verdict, "fidelity": fidelity_verdict,
-            "repair": repair_verdict}[claim](**numbers, protocol=protocol)
+    return {"le": le_verdict, "irof": irof_verdict, "irof_mwp": irof_mwp_verdict, "reliability": reliability_verdict,
+            "fidelity": fidelity_verdict, "repair": repair_verdict}[claim](**numbers, protocol=protocol)
 
 
 # The earlier version of the method (stage `per_example`, `causal_interp.per_example`): its claims, criteria and verdicts
