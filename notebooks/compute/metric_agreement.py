@@ -36,7 +36,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from causal_interp import agreement, baselines, config, evaluation, masking, training
+from causal_interp import agreement, baselines, config, evaluation, masking, models, training
 from causal_interp.progress import progress
 
 # Pixel-Flipping, Region-Perturbation and Selectivity set removed pixels to Quantus' "black" baseline, the smallest value
@@ -49,10 +49,12 @@ cfg = config.from_dict(agreement.AgreementConfig, params[stage], stage)    # unk
 data_cfg = config.data_config(params)
 out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
 training.set_threads(cfg.threads)
+device = models.resolve_device(params.get("device", "auto"))     # auto: the GPU when there is one
+models.deterministic(device)
 base = config.from_dict(baselines.BaselineConfig, {"seed": cfg.seed, **cfg.baselines}, f"{stage}.baselines")
 setups, methods, examples, run = {}, {}, {}, {}
 for m in cfg.models:    # missing model or graphs, classes without a graph, unknown layer: all stop here
-    su = masking.load_setup(m, Path(models_dir), Path(results_dir) / cfg.graphs_dir / m / cfg.graph_test, cfg.classes, data_cfg)
+    su = masking.load_setup(m, Path(models_dir), Path(results_dir) / cfg.graphs_dir / m / cfg.graph_test, cfg.classes, data_cfg, device=device)
     layer = evaluation.map_layer(su.model, next(iter(su.graphs.values())), cfg.layers.get(m))
     usable, _ = evaluation.classes_with_maps(su.graphs, layer)
     methods[m] = {"Causal": evaluation.CausalExplainer(su.model, {k: su.graphs[k] for k in usable}, layer),

@@ -43,9 +43,11 @@ cfg = config.from_dict(sanity.SanityConfig, params[stage], stage)    # unknown m
 data_cfg = config.data_config(params)
 out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
 training.set_threads(cfg.threads)
+device = models.resolve_device(params.get("device", "auto"))     # auto: the GPU when there is one
+models.deterministic(device)
 setups, explain, explain_mprt, examples, run = {}, {}, {}, {}, {}
 for m in cfg.models:    # missing model or graphs, classes without a graph, unknown layer: all stop here
-    su = masking.load_setup(m, Path(models_dir), Path(results_dir) / cfg.graphs_dir / m / cfg.graph_test, cfg.classes, data_cfg)
+    su = masking.load_setup(m, Path(models_dir), Path(results_dir) / cfg.graphs_dir / m / cfg.graph_test, cfg.classes, data_cfg, device=device)
     layer = evaluation.map_layer(su.model, next(iter(su.graphs.values())), cfg.layers.get(m))
     halves = data.load_halves(models.model_info(Path(models_dir) / f"{m}.pt"), data_cfg)
     disc = (halves.x[halves.discovery], halves.y[halves.discovery])

@@ -28,7 +28,7 @@ from torch import nn
 
 from . import baselines, discovery, evaluation
 from .config import bounded
-from .interventions import Intervention
+from .interventions import Intervention, device_of
 from .models import evaluating
 from .progress import progress
 
@@ -182,7 +182,7 @@ def _quantus(metric, model, x, y, explain, seed: int):
     try:
         with evaluating(model):
             return metric(model=model, x_batch=x, y_batch=y, a_batch=None, explain_func=explain, explain_func_kwargs={},
-                          device="cpu")
+                          device=str(device_of(model)))
     finally:
         np.random.set_state(state)
 
