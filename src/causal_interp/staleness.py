@@ -109,8 +109,10 @@ def training_projection(root: Path, section: str) -> tuple[float | None, str | N
         return None, None
     data = json.loads(bench.read_text())
     here = machine_name()
-    if not here.startswith(data["machine"]["cpu"]):
-        return None, None
+    from .training import cpu_native_bf16
+
+    if not here.startswith(data["machine"]["cpu"]) or data["machine"].get("native_bf16") != cpu_native_bf16():
+        return None, None              # measured on another CPU (the same model name can hide another generation)
     row = next((r for r in data["sections"] if r["section"] == section), None)
     if row is None:
         return None, None
@@ -119,6 +121,20 @@ def training_projection(root: Path, section: str) -> tuple[float | None, str | N
     bf16 = data["machine"].get("native_bf16") if bf16 == "auto" else bool(bf16)
     epoch = row["bf16_epoch_minutes"] if bf16 else row["float32_epoch_minutes"]
     return epoch * params.get("epochs", row["epochs"]), f"{here} (projected by benchmarks/training_precision.py)"
+
+
+def recorded_training(root: Path, section: str) -> tuple[float | None, str | None]:
+    """The training minutes and machine a training stage recorded last (its metrics.json under results/, or under
+    reports/ where it ran before the compute and report stages were split): the cost of a training from scratch,
+    where the notebook's duration may be that of a run that resumed from its checkpoints."""
+    for folder in ("results", "reports"):
+        path = root / folder / section / "metrics.json"
+        if path.is_file():
+            m = json.loads(path.read_text())
+            if m.get("train_minutes") is not None:
+                machine = m.get("machine") or {}
+                return m["train_minutes"], f"{machine.get('cpu', 'an unrecorded CPU')} (its recorded training)"
+    return None, None
 
 
 def stale_stages(root: str | Path | None = None) -> list[Stale]:
@@ -152,9 +168,11 @@ def stale_stages(root: str | Path | None = None) -> list[Stale]:
                            if (d == o or d.startswith(o + "/") or o.startswith(d + "/")) and producers[o] in out})
         item.upstream = upstream
         if (item.never_run or item.changed or upstream) and s.name != "report":
-            projected = training_projection(root, s.section) if s.compute and s.notebook.endswith("train.ipynb") \
-                else (None, None)
-            item.last_minutes, item.last_machine = projected if projected[0] is not None else _last_run(root, s)
+            training = s.compute and s.notebook.endswith("train.ipynb")
+            estimate = training_projection(root, s.section) if training else (None, None)
+            if estimate[0] is None and training:
+                estimate = recorded_training(root, s.section)
+            item.last_minutes, item.last_machine = estimate if estimate[0] is not None else _last_run(root, s)
             out[s.name] = item
     return list(out.values())
 
