@@ -17,7 +17,7 @@
 # # Explanation quality: Local Lipschitz Estimate and IROF against eight baselines
 #
 # Stage `evaluate_explanations` makes the paper's figure 8 (LeNet/MNIST, ResNet18/CIFAR-10); stage `arch_evaluate` runs the same
-# notebook on the four architectures and makes figure 9.
+# notebook on the five architectures (four CNNs and a ViT) and makes figure 9.
 #
 # The maps and scores come from the compute stage `compute_<stage>` (`compute_evaluate_explanations` or
 # `compute_arch_evaluate`, notebook `notebooks/compute/evaluate_explanations.py`), which wrote them to `results/<stage>/`;
@@ -127,7 +127,7 @@ for m in runs:
     plotting.save(fig, figs / f"maps_{m}.png")
 
 # %% [markdown]
-# ## Score distributions per method (the paper's figure 8, or 9 for the four architectures)
+# ## Score distributions per method (the paper's figure 8, or 9 for the five architectures)
 # Left: Local Lipschitz Estimate (log scale, lower is better); right: IROF (higher is better). One box per method over the evaluation examples.
 
 # %%
