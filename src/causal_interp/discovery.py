@@ -399,11 +399,11 @@ def class_examples(model: nn.Module, x: torch.Tensor, y: torch.Tensor, class_ind
     idx = torch.nonzero(y == class_index).flatten()
     if not correct_only:
         return idx[:n]
-    keep = []
+    keep, device = [], device_of(model)
     with evaluating(model):
         for i in range(0, len(idx), batch_size):
             b = idx[i:i + batch_size]
-            keep.append(b[model(x[b].to(device_of(model))).argmax(1).cpu() == class_index])
+            keep.append(b[model(x[b].to(device)).argmax(1).cpu() == class_index])
             if sum(len(k) for k in keep) >= n:
                 break
     return torch.cat(keep)[:n] if keep else idx[:0]

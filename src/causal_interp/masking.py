@@ -157,10 +157,10 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     if len(x) == 0:
         return float("nan")
     check_finite(x, "input values", "masking: accuracy", labels=y)
-    correct = 0
+    correct, device = 0, device_of(model)
     with evaluating(model):
         for i in range(0, len(x), batch_size):
-            logits = model(x[i:i + batch_size].to(device_of(model)))
+            logits = model(x[i:i + batch_size].to(device))
             check_finite(logits, "logits", "masking: accuracy", labels=y[i:i + batch_size])
             correct += (logits.argmax(1).cpu() == y[i:i + batch_size]).sum().item()
     return correct / len(x)
@@ -176,8 +176,8 @@ def class_bias(model: nn.Module, x: torch.Tensor, y: torch.Tensor, c: int, batch
         return {"all_accuracy": float("nan"), "false_positive_rate": float("nan"), "precision": float("nan")}
     check_finite(x, "input values", "masking: class bias", labels=y)
     with evaluating(model):
-        pred = torch.cat([model(x[i:i + batch_size].to(device_of(model))).argmax(1).cpu()
-                          for i in range(0, len(x), batch_size)])
+        device = device_of(model)
+        pred = torch.cat([model(x[i:i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(x), batch_size)])
     others, predicted = y != c, pred == c
     return {"all_accuracy": float((pred == y).float().mean()),
             "false_positive_rate": float(predicted[others].float().mean()) if others.any() else float("nan"),
