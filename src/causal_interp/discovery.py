@@ -29,7 +29,7 @@ from scipy.stats import norm
 from torch import nn
 
 from .interventions import (Intervention, NonFiniteError, TracedModel, _out_nodes, check_finite, check_layer,
-                            device_of, trace, treatment_effects)
+                            device_of, examples_per_cache, trace, treatment_effects)
 from . import fanout
 from .config import bounded
 from .models import evaluating
@@ -356,7 +356,25 @@ def discover_class_graph(model: nn.Module, x: torch.Tensor, class_index: int, la
                              f"({_out_nodes(traced.modules[lower])} outputs, {parents[upper]} parents); "
                              f"give the chain explicitly")
     check_chain_runs(traced, chain, class_index, x)       # every layer runs, or is named, before any discovery
-    traced.cache(x, where=f"class {class_index}")
+    per_cache = examples_per_cache(traced, len(x))        # all of them, except where a GPU's memory is too small
+    spans = [(i, min(i + per_cache, len(x))) for i in range(0, len(x), per_cache)]
+    if len(spans) == 1:
+        traced.cache(x, where=f"class {class_index}")
+
+    def effects(name: str, targets: list[int], iv: Intervention) -> tuple[torch.Tensor, torch.Tensor]:
+        """TE of `name`'s parents on every example (eq. 2) and the examples' logits of the class: at once, or one
+        span of examples at a time with the same draws (`examples_per_cache`)."""
+        if len(spans) == 1:
+            return (treatment_effects(traced, name, class_index, targets, iv, max_batch=max_batch),
+                    traced.logits[:, class_index].cpu())
+        betas = None if iv.mode == "constant" else iv.beta((len(targets), parents[name]))
+        te, base = [], []
+        for a, b in spans:
+            traced.cache(x[a:b], where=f"class {class_index}")
+            te.append(treatment_effects(traced, name, class_index, targets, iv, max_batch=max_batch, betas=betas))
+            base.append(traced.logits[:, class_index].cpu())
+        return torch.cat(te, 1), torch.cat(base)
+
     graph = ClassGraph(class_index, class_name, len(x), dataclasses.asdict(intervention), test, alpha, model=model_name,
                        min_effect=min_effect, fallback=fallback)
     targets = [class_index]
@@ -369,8 +387,7 @@ def discover_class_graph(model: nn.Module, x: torch.Tensor, class_index: int, la
             continue
         iv = dataclasses.replace(intervention, seed=intervention.seed * 1009 + depth)
         t0 = time.perf_counter()
-        te = treatment_effects(traced, name, class_index, targets, iv, max_batch=max_batch)
-        base = traced.logits[:, class_index].cpu()
+        te, base = effects(name, targets, iv)
         z, p, labels, degenerate = significance(te, base, test, alpha, min_effect)
         rescued = fallback and not (labels == "necessary").any()
         if rescued:

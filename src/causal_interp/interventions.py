@@ -385,6 +385,18 @@ class TracedModel:
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
 
+    def bytes_per_example(self, after: str | None = None) -> int:
+        """Bytes that one cached example takes in `env`: all of them, or only the values computed after `after` (what
+        `run_from(after, ...)` computes again, per sample). `cache` must have run."""
+        nodes, seen = [], after is None
+        start = None if after is None else self.node(after)
+        for node in self.gm.graph.nodes:
+            if seen and node in self.batched:
+                nodes.append(node)
+            seen = seen or node is start
+        return sum(v.numel() * v.element_size() for v in map(self.env.get, nodes)
+                   if isinstance(v, torch.Tensor) and v.dim() > 0 and v.shape[0] == self.n) // max(self.n, 1)
+
     def parents(self, layer: str) -> tuple[int, int]:
         """(number of parents, features per parent) of `layer`; `cache` must have run."""
         src = self.node(layer).args[0]
@@ -580,6 +592,41 @@ def _conv_out_shape(module: nn.Conv2d, size, padding) -> tuple[int, int]:
                  zip(size, padding, module.dilation, module.kernel_size, module.stride))
 
 
+GPU_MEMORY_FRACTION = 0.5   # of the GPU memory free when a pass is planned: room for the allocator and cuDNN workspaces
+
+
+def memory_budget(device: torch.device | str) -> int | None:
+    """Bytes one pass of the engine may fill on `device`: on a GPU, `GPU_MEMORY_FRACTION` of its free memory now; None
+    on the CPU, where `max_batch` alone bounds a pass (and the CPU results do not depend on memory)."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return None
+    free, _ = torch.cuda.mem_get_info(device)
+    return int(free * GPU_MEMORY_FRACTION)
+
+
+def samples_per_pass(traced: TracedModel, layer: str, max_batch: int) -> int:
+    """How many samples one `run_from(layer, ...)` pass takes: `max_batch`, or fewer where the values it computes
+    again would not fit in `memory_budget` (a ResNet50 at 224 px on a GPU, say)."""
+    budget = memory_budget(traced.device)
+    if budget is None:
+        return max_batch
+    return max(1, min(max_batch, budget // max(1, 2 * traced.bytes_per_example(layer))))   # 2x: input and output
+
+
+def examples_per_cache(traced: TracedModel, n: int) -> int:
+    """How many of `n` examples `cache` may hold at once so that their activations and one pass over them fit in
+    `memory_budget` (all `n` on the CPU). `traced` must hold a cache of a few of the same examples (for their size)."""
+    budget = memory_budget(traced.device)
+    if budget is None:
+        return n
+    return max(1, min(n, budget // max(1, 3 * traced.bytes_per_example())))
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    return isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e)
+
+
 @torch.no_grad()
 def treatment_effects(traced: TracedModel, layer: str, class_index: int, targets, intervention: Intervention,
                       parents=None, max_batch: int = 4096, betas: torch.Tensor | None = None) -> torch.Tensor:
@@ -589,6 +636,10 @@ def treatment_effects(traced: TracedModel, layer: str, class_index: int, targets
     intervened (for the classifier layer: [class_index]). `betas` (len(targets), n_parents) overrides the
     per-edge soft draws (used to compare with the naive reference). A parent with no edge to any target
     (a depthwise conv's channel outside the targets) has TE = 0 exactly and is not run.
+
+    Parents are intervened in batches of at most `max_batch` samples (parents x examples) per forward pass, fewer on a
+    GPU where they would not fit its free memory (`samples_per_pass`), and half as many again after an out-of-memory
+    error: how the work is split never changes what is computed for a parent.
     """
     node = traced.node(layer)
     module = traced.modules[layer]
@@ -602,8 +653,8 @@ def treatment_effects(traced: TracedModel, layer: str, class_index: int, targets
     n = a.shape[0]
     effects = torch.zeros(len(parents), n, dtype=base.dtype)
     active = torch.nonzero(edge_pairs(module, targets, parents)[0].any(0)).flatten()
-    chunk = max(1, max_batch // n)
-    for i in range(0, len(active), chunk):
+    chunk, i = max(1, samples_per_pass(traced, layer, max_batch) // n), 0
+    while i < len(active):
         pos = active[i:i + chunk]
         js = parents[pos]
         w, exists = edge_weights(module, n_parents, targets, js)             # (|T|, k, ...)
@@ -615,8 +666,18 @@ def treatment_effects(traced: TracedModel, layer: str, class_index: int, targets
             zk[..., targets] += delta
         else:
             zk[:, :, targets] += delta
-        logits = traced.run_from(layer, zk.reshape(len(js) * n, *z.shape[1:]), len(js))
+        try:
+            logits = traced.run_from(layer, zk.reshape(len(js) * n, *z.shape[1:]), len(js))
+        except (torch.OutOfMemoryError, RuntimeError) as e:     # the plan was too large after all: halve, try again
+            if not _out_of_memory(e) or len(pos) == 1:
+                raise
+            del zk, delta, dw
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            chunk = len(pos) // 2
+            continue
         effects[pos] = (logits[:, class_index].view(len(js), n) - base).cpu()      # results live on the CPU
+        i += len(pos)
     check_finite(effects, "treatment effects", f"class {class_index}, layer {layer!r}", example_dim=1)
     return effects
 
@@ -659,6 +720,7 @@ def _naive_effects(model, layer, class_index, x, targets, intervention, n_parent
     return out
 
 
-__all__ = ["device_of", "Intervention", "TracedModel", "treatment_effects", "naive_effects", "parent_contributions",
+__all__ = ["device_of", "Intervention", "TracedModel", "treatment_effects", "memory_budget", "samples_per_pass",
+           "examples_per_cache", "naive_effects", "parent_contributions",
            "layer_parents", "check_layer", "edge_pairs", "edge_weights", "NonFiniteError", "check_finite",
            "effective_weight", "is_standardised", "apply_layer", "conv_input", "InPlaceError"]
