@@ -157,3 +157,23 @@ def test_every_step_of_a_stage_computes_on_the_gpu():
     assert len(scores["LE"]) == len(scores["IROF"]) == 4
     assert logits.device.type == "cpu" and all(p.device.type == "cuda" for p in model.parameters())
     assert seen and all(inp == w == "cuda" for _, inp, w in seen), sorted(set(seen))
+
+
+def test_resnet50_at_224_px_fits_a_24_gb_card_by_splitting_the_work():
+    """max_batch as a memory budget: a ResNet50 class graph at 224 x 224 px, 64 examples, max_batch 4096 (4096 samples
+    of 224-px activations would need far more than 24 GB), with this process held to 24 GB of the GPU."""
+    import timm
+
+    total = torch.cuda.get_device_properties(0).total_memory
+    before = torch.cuda.get_per_process_memory_fraction(0)
+    torch.cuda.set_per_process_memory_fraction(min(1.0, 24e9 / total), 0)
+    try:
+        torch.manual_seed(0)
+        net = timm.create_model("resnet50", num_classes=10).eval().cuda()
+        x = torch.randn(64, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+        layers = ["layer4.2.conv2", "layer4.2.conv3", "fc"]
+        graph = discovery.discover_class_graph(net, x, 3, layers, test="paired", max_batch=4096)
+        assert [lg.layer for lg in graph.layers] == layers[::-1]
+        assert torch.cuda.max_memory_allocated(0) <= 24e9
+    finally:
+        torch.cuda.set_per_process_memory_fraction(before, 0)

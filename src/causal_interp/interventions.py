@@ -596,13 +596,17 @@ GPU_MEMORY_FRACTION = 0.5   # of the GPU memory free when a pass is planned: roo
 
 
 def memory_budget(device: torch.device | str) -> int | None:
-    """Bytes one pass of the engine may fill on `device`: on a GPU, `GPU_MEMORY_FRACTION` of its free memory now; None
+    """Bytes one pass of the engine may fill on `device`: on a GPU, `GPU_MEMORY_FRACTION` of the memory free to this
+    process now (within `torch.cuda.set_per_process_memory_fraction`, counting torch's cached blocks as free); None
     on the CPU, where `max_batch` alone bounds a pass (and the CPU results do not depend on memory)."""
     device = torch.device(device)
     if device.type != "cuda":
         return None
-    free, _ = torch.cuda.mem_get_info(device)
-    return int(free * GPU_MEMORY_FRACTION)
+    free, total = torch.cuda.mem_get_info(device)
+    allocated = torch.cuda.memory_allocated(device)
+    free += torch.cuda.memory_reserved(device) - allocated          # torch's cached blocks are ours to reuse
+    cap = torch.cuda.get_per_process_memory_fraction(device) * total - allocated   # set_per_process_memory_fraction
+    return int(max(0, min(free, cap)) * GPU_MEMORY_FRACTION)
 
 
 def samples_per_pass(traced: TracedModel, layer: str, max_batch: int) -> int:
