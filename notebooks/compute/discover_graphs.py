@@ -73,13 +73,17 @@ for m in cfg.models:
         for k, default in (("min_effect", 0.0), ("fallback", False)):    # keys of graphs found before these existed
             if settings[k] == default:
                 settings.pop(k)
+        if cfg.effects == "exact":                                       # first-order settings do not apply
+            for k in ("effects", "ig_steps", "screen_margin", "screen_sample"):
+                settings.pop(k)
         key = f"{m}-{hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]}"
         print(f"== {m} ({info['name']} on {info['dataset']}), test = {test}")
         graphs[test] = discovery.discover_all(
             model, x, y, classes, ds.classes, cfg.examples_per_class, cfg.intervention_obj(), test, cfg.alpha,
             cfg.layers.get(m), cache_dir=Path(checkpoint_dir).parent / "graphs", key=key,
             max_batch=cfg.max_batch, correct_only=cfg.correct_only, desc=f"{m} graphs ({test} test)",
-            min_effect=cfg.min_effect if test == "paired" else 0.0, fallback=cfg.fallback, workers=cfg.workers)
+            min_effect=cfg.min_effect if test == "paired" else 0.0, fallback=cfg.fallback, workers=cfg.workers,
+            effects=cfg.effects, ig_steps=cfg.ig_steps, screen_margin=cfg.screen_margin, screen_sample=cfg.screen_sample)
         for k, (g, seconds) in graphs[test].items():
             g.model = f"{info['name']} ({m})"
             g.save(graphs_dir / m / test / f"class_{k}.json")

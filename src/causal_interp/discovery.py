@@ -30,7 +30,7 @@ from torch import nn
 
 from .interventions import (Intervention, NonFiniteError, TracedModel, _out_nodes, check_finite, check_layer,
                             device_of, examples_per_cache, trace, treatment_effects)
-from . import fanout
+from . import fanout, first_order
 from .config import bounded
 from .models import evaluating
 from .progress import progress
@@ -242,6 +242,7 @@ class LayerGraph:
     seconds: float = 0.0       # wall time of this layer's interventions
     degenerate: list[int] = field(default_factory=list)   # parents whose test had zero variance (see `significance`)
     fallback: bool = False     # no parent passed the test; the necessary ones come from the authors' fallback
+    screen: dict = field(default_factory=dict)   # `effects: screened`: what the screen did (`first_order.screen`)
 
     def edges(self) -> list[tuple[int, int]]:
         """Edges kept in the graph: every necessary parent to every target."""
@@ -268,6 +269,7 @@ class ClassGraph:
     examples: list[int] = field(default_factory=list)   # indices of X in the discovery split
     min_effect: float = 0.0    # effect-size floor of the test (see `significance`)
     fallback: bool = False     # the authors' fallback applied where no parent passed (see `fallback_parents`)
+    effects: str = "exact"     # how the effects were computed (`first_order.EFFECTS`): exact, or a first-order estimate
 
     def layer(self, name: str) -> LayerGraph:
         for lg in self.layers:
@@ -280,15 +282,19 @@ class ClassGraph:
                            "irrelevant": len(lg.irrelevant), "parents": lg.n_parents} for lg in self.layers}
 
     def to_dict(self) -> dict:
-        """The graph as JSON-ready data. The test options `min_effect` / `fallback` are written only when set, so a
-        graph found without them reads exactly as before they existed (its cached scores stay valid)."""
+        """The graph as JSON-ready data. The test options `min_effect` / `fallback` and a first-order `effects` are
+        written only when set, so a graph found without them reads exactly as before they existed (its cached scores
+        stay valid)."""
         d = dataclasses.asdict(self)
         for key in ("min_effect", "fallback"):
             if not d[key]:
                 del d[key]
+        if d["effects"] == "exact":
+            del d["effects"]
         for lg in d["layers"]:
-            if not lg["fallback"]:
-                del lg["fallback"]
+            for key in ("fallback", "screen"):
+                if not lg[key]:
+                    del lg[key]
         return d
 
     def save(self, path: str | Path) -> Path:
@@ -327,7 +333,8 @@ def discover_class_graph(model: nn.Module, x: torch.Tensor, class_index: int, la
                          intervention: Intervention | None = None, test: str = "two_sample", alpha: float = 0.05,
                          class_name: str = "", model_name: str = "", max_batch: int = 4096,
                          traced: TracedModel | None = None, bar=None, min_effect: float = 0.0,
-                         fallback: bool = False) -> ClassGraph:
+                         fallback: bool = False, effects: str = "exact", ig_steps: int = 8,
+                         screen_margin: float = 4.0, screen_sample: float = 0.1) -> ClassGraph:
     """Algorithm 1 for class `class_index` on examples `x` (correctly classified examples of the class).
 
     All inputs are checked before any intervention: unknown layer names, a class index out of range,
@@ -336,8 +343,13 @@ def discover_class_graph(model: nn.Module, x: torch.Tensor, class_index: int, la
     The model comes back in the train/eval mode it came in. `bar` (a `progress` bar) advances by one per layer.
     `min_effect`: the effect-size floor of `significance`; `fallback`: where no parent passes, keep the parents
     of `fallback_parents` (what the authors' code does), flagging the layer.
+    `effects`: `exact` (the default, eq. 2 by intervention), or a first-order estimate (`first_order`): `taylor`,
+    `taylor_ig` (`ig_steps` gradients), or `screened` (`taylor_ig`, then exact effects wherever the estimate is not
+    clearly irrelevant under `screen_margin`, and for a `screen_sample` share of the rest).
     """
     intervention = intervention or Intervention()
+    if effects not in first_order.EFFECTS:
+        raise ValueError(f"effects must be one of {first_order.EFFECTS}, got {effects!r}")
     if test not in TESTS:
         raise ValueError(f"test must be one of {TESTS}, got {test!r}")
     if not 0 < alpha < 1:
@@ -361,22 +373,42 @@ def discover_class_graph(model: nn.Module, x: torch.Tensor, class_index: int, la
     if len(spans) == 1:
         traced.cache(x, where=f"class {class_index}")
 
-    def effects(name: str, targets: list[int], iv: Intervention) -> tuple[torch.Tensor, torch.Tensor]:
-        """TE of `name`'s parents on every example (eq. 2) and the examples' logits of the class: at once, or one
-        span of examples at a time with the same draws (`examples_per_cache`)."""
+    def over_examples(fn) -> tuple[torch.Tensor, torch.Tensor]:
+        """fn() (effects of parents, (P, n)) on every example, and the examples' logits of the class: at once, or one
+        span of examples at a time (`examples_per_cache`)."""
         if len(spans) == 1:
-            return (treatment_effects(traced, name, class_index, targets, iv, max_batch=max_batch),
-                    traced.logits[:, class_index].cpu())
-        betas = None if iv.mode == "constant" else iv.beta((len(targets), parents[name]))
+            return fn(), traced.logits[:, class_index].cpu()
         te, base = [], []
         for a, b in spans:
             traced.cache(x[a:b], where=f"class {class_index}")
-            te.append(treatment_effects(traced, name, class_index, targets, iv, max_batch=max_batch, betas=betas))
+            te.append(fn())
             base.append(traced.logits[:, class_index].cpu())
         return torch.cat(te, 1), torch.cat(base)
 
+    def layer_effects(name: str, targets: list[int], iv: Intervention) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """TE of `name`'s parents on every example (eq. 2, or its estimate: `effects`), the class logits, and what a
+        screen did. Every span and every estimator uses the same draws."""
+        betas = None if iv.mode == "constant" or len(spans) == 1 and effects == "exact" else \
+            iv.beta((len(targets), parents[name]))
+
+        def exact(subset=None):
+            return over_examples(lambda: treatment_effects(traced, name, class_index, targets, iv, parents=subset,
+                                                           max_batch=max_batch, betas=betas))[0]
+
+        if effects == "exact":
+            return (*over_examples(lambda: treatment_effects(traced, name, class_index, targets, iv,
+                                                             max_batch=max_batch, betas=betas)), {})
+        steps = 1 if effects == "taylor" else ig_steps
+        est, base = over_examples(lambda: first_order.estimated_effects(traced, name, class_index, targets, iv, steps,
+                                                                        betas=betas, max_batch=max_batch))
+        if effects != "screened":
+            return est, base, {}
+        te, info = first_order.screen(est, base, exact, test, alpha, min_effect, screen_margin, screen_sample,
+                                      seed=iv.seed)
+        return te, base, info
+
     graph = ClassGraph(class_index, class_name, len(x), dataclasses.asdict(intervention), test, alpha, model=model_name,
-                       min_effect=min_effect, fallback=fallback)
+                       min_effect=min_effect, fallback=fallback, effects=effects)
     targets = [class_index]
     for depth, name in enumerate(reversed(chain)):
         if not targets:  # nothing upstream can matter any more
@@ -387,7 +419,7 @@ def discover_class_graph(model: nn.Module, x: torch.Tensor, class_index: int, la
             continue
         iv = dataclasses.replace(intervention, seed=intervention.seed * 1009 + depth)
         t0 = time.perf_counter()
-        te, base = effects(name, targets, iv)
+        te, base, screened = layer_effects(name, targets, iv)
         z, p, labels, degenerate = significance(te, base, test, alpha, min_effect)
         rescued = fallback and not (labels == "necessary").any()
         if rescued:
@@ -399,7 +431,8 @@ def discover_class_graph(model: nn.Module, x: torch.Tensor, class_index: int, la
                         irrelevant=[int(j) for j in np.flatnonzero(labels == "irrelevant")],
                         mean_effect=te.mean(1).tolist(), z=z.tolist(), p=p.tolist(),
                         seconds=time.perf_counter() - t0,
-                        degenerate=[int(j) for j in np.flatnonzero(degenerate)], fallback=bool(rescued))
+                        degenerate=[int(j) for j in np.flatnonzero(degenerate)], fallback=bool(rescued),
+                        screen=screened)
         graph.layers.append(lg)
         targets = lg.necessary
         if bar is not None:
@@ -449,8 +482,14 @@ class DiscoveryConfig:
     seed: int = bounded(0, 0)
     threads: int | None = bounded(None, 1, 1024)
     workers: int | None = bounded(None, 1, 1024)   # Ray workers (fanout.py); null: in-process, or RAY_ADDRESS's
+    effects: str = "exact"               # exact (eq. 2 by intervention), or first-order: taylor, taylor_ig, screened
+    ig_steps: int = bounded(8, 1, 1000)  # taylor_ig / screened: gradients along the path (first_order.py)
+    screen_margin: float = bounded(4.0, 1)   # screened: exact for every edge with |z| >= z_{1-alpha} / margin ...
+    screen_sample: float = bounded(0.1, 0, 1)   # ... and for this share of the rest (the false-negative rate)
 
     def validate(self, section: str) -> None:
+        if self.effects not in first_order.EFFECTS:
+            raise ValueError(f"{section}.effects must be one of {first_order.EFFECTS}, got {self.effects!r}")
         if self.test not in TESTS or (self.compare_test is not None and self.compare_test not in TESTS):
             raise ValueError(f"{section}.test / compare_test must be one of {TESTS}")
         if self.examples_per_class < 2:
@@ -489,7 +528,8 @@ def discover_all(model: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: li
                  n_examples: int, intervention: Intervention, test: str, alpha: float, layers=None,
                  cache_dir: str | Path | None = None, key: str = "", max_batch: int = 4096, correct_only: bool = True,
                  log=print, desc: str = "graphs", min_effect: float = 0.0, fallback: bool = False,
-                 workers: int | None = None) -> dict:
+                 workers: int | None = None, effects: str = "exact", ig_steps: int = 8, screen_margin: float = 4.0,
+                 screen_sample: float = 0.1) -> dict:
     """Graphs of `classes` on the examples (x, y) (the discovery split), one class at a time, or fanned out over
     Ray workers (`workers`, RAY_ADDRESS: `fanout.run`; the same graphs).
 
@@ -521,7 +561,9 @@ def discover_all(model: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: li
             raise ValueError(f"class {k}: only {len(idx)} correctly classified examples in the discovery split")
         t0 = time.perf_counter()
         g = discover_class_graph(model, x[idx], k, layers, intervention, test, alpha, class_name=class_names[k],
-                                 max_batch=max_batch, bar=bar, min_effect=min_effect, fallback=fallback)
+                                 max_batch=max_batch, bar=bar, min_effect=min_effect, fallback=fallback,
+                                 effects=effects, ig_steps=ig_steps, screen_margin=screen_margin,
+                                 screen_sample=screen_sample)
         seconds = time.perf_counter() - t0
         g.examples = idx.tolist()
         return g, seconds

@@ -592,6 +592,19 @@ def _conv_out_shape(module: nn.Conv2d, size, padding) -> tuple[int, int]:
                  zip(size, padding, module.dilation, module.kernel_size, module.stride))
 
 
+def output_changes(traced: TracedModel, layer: str, targets: list[int], parents: torch.Tensor,
+                   intervention: Intervention, betas: torch.Tensor | None) -> torch.Tensor:
+    """The change of `layer`'s output at `targets` when the edges from each parent j of `parents` to the targets are
+    intervened on, alone: f(a_j, w'_{T,j} - w_{T,j}) (`parent_contributions`), (k, N, |T|, ...) for a conv,
+    (k, N, |T|) or (k, N, ..., |T|) for a linear layer. `betas` (|T|, n_parents): the per-edge draws (None: constant)."""
+    module = traced.modules[layer]
+    n_parents, _ = traced.parents(layer)
+    w, exists = edge_weights(module, n_parents, targets, parents)             # (|T|, k, ...)
+    dw = intervention.new_weights(w, None if betas is None else betas[:, parents]) - w
+    dw = dw * exists.view(*exists.shape, *([1] * (w.dim() - 2))).to(device=w.device, dtype=w.dtype)
+    return parent_contributions(module, traced.env[traced.node(layer).args[0]], dw, parents, n_parents)
+
+
 GPU_MEMORY_FRACTION = 0.5   # of the GPU memory free when a pass is planned: room for the allocator and cuDNN workspaces
 
 
@@ -661,10 +674,7 @@ def treatment_effects(traced: TracedModel, layer: str, class_index: int, targets
     while i < len(active):
         pos = active[i:i + chunk]
         js = parents[pos]
-        w, exists = edge_weights(module, n_parents, targets, js)             # (|T|, k, ...)
-        dw = intervention.new_weights(w, None if betas is None else betas[:, js]) - w
-        dw = dw * exists.view(*exists.shape, *([1] * (w.dim() - 2))).to(device=w.device, dtype=w.dtype)
-        delta = parent_contributions(module, a, dw, js, n_parents)         # (k, N, |T|, ...) / (k, N, ..., |T|)
+        delta = output_changes(traced, layer, targets, js, intervention, betas)   # (k, N, |T|, ...) / (k, N, ..., |T|)
         zk = z.unsqueeze(0).repeat(len(js), *([1] * z.dim()))
         if isinstance(module, nn.Linear):
             zk[..., targets] += delta
@@ -675,7 +685,7 @@ def treatment_effects(traced: TracedModel, layer: str, class_index: int, targets
         except (torch.OutOfMemoryError, RuntimeError) as e:     # the plan was too large after all: halve, try again
             if not _out_of_memory(e) or len(pos) == 1:
                 raise
-            del zk, delta, dw
+            del zk, delta
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             chunk = len(pos) // 2
@@ -725,6 +735,6 @@ def _naive_effects(model, layer, class_index, x, targets, intervention, n_parent
 
 
 __all__ = ["device_of", "Intervention", "TracedModel", "treatment_effects", "memory_budget", "samples_per_pass",
-           "examples_per_cache", "naive_effects", "parent_contributions",
+           "examples_per_cache", "output_changes", "naive_effects", "parent_contributions",
            "layer_parents", "check_layer", "edge_pairs", "edge_weights", "NonFiniteError", "check_finite",
            "effective_weight", "is_standardised", "apply_layer", "conv_input", "InPlaceError"]
