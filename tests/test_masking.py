@@ -129,3 +129,46 @@ def test_random_mask_sets_differ_between_classes_and_draws_but_not_between_runs(
     from causal_interp.masking import mask_seed
     seeds = {mask_seed(0, c, d) for c in range(10) for d in range(3)}
     assert len(seeds) == 30 and mask_seed(0, 3, 1) == mask_seed(0, 3, 1) != mask_seed(1, 3, 1)
+
+
+def _tiny_setups():
+    """Two hand-built 'models' (the same net) with their class-0 graph; every example is the evaluation half."""
+    net, x = hand_built()
+    g = discover_class_graph(net, x, 0)
+    y = net(x).argmax(1)
+    n = {lg.layer: lg.n_parents for lg in g.layers}
+    return {m: masking.Setup(net, ["zero", "one"], {0: g}, x, y, torch.arange(len(x)), n) for m in ("b", "a")}
+
+
+def test_load_setups_loads_every_model_in_order_from_its_graph_folder(monkeypatch, tmp_path):
+    from pathlib import Path
+
+    calls = []
+    monkeypatch.setattr(masking, "load_setup", lambda *a, **k: calls.append((a, k)) or a[0])
+    cfg = masking.MaskingConfig(models=["m2", "m1"], classes=[3], graphs_dir="graphs_x", graph_test="two_sample",
+                                shares=[0.0])
+    assert masking.load_setups(cfg, "models", tmp_path, "data_cfg", device="cuda:1") == {"m2": "m2", "m1": "m1"}
+    assert calls[0] == (("m2", Path("models"), tmp_path / "graphs_x" / "m2" / "two_sample", [3], "data_cfg"),
+                        {"device": "cuda:1"})
+
+
+@pytest.mark.parametrize("kind", masking.SWEEPS)
+def test_write_sweep_is_the_rows_of_every_model_with_its_run_record(kind, tmp_path):
+    import json
+
+    import pandas as pd
+
+    setups = _tiny_setups()
+    cfg = masking.MaskingConfig(models=list(setups), shares=[0.0, 0.5], random_draws=1, all_classes_examples=10,
+                                threads=1)
+    rows, seconds = masking.write_sweep(kind, setups, cfg, tmp_path)
+    one = (masking.fidelity_rows(setups["a"], cfg.shares, 1, 0) if kind == "fidelity" else
+           masking.repair_rows(setups["a"], cfg.shares, 1, 0, 10))
+    assert rows == [{"model": m, **r} for m in ("b", "a") for r in one]      # models in order, model column first
+    table = pd.read_csv(tmp_path / f"{kind}.csv")
+    assert list(table.columns) == list(rows[0]) and len(table) == len(rows) == 2 * 2 * 3
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["models"] == ["b", "a"] and run["seconds"] == seconds >= 0
+    assert "threads" not in run["settings"] and run["settings"]["shares"] == [0.0, 0.5]
+    with pytest.raises(ValueError, match="unknown masking sweep"):
+        masking.sweep("prune", setups, cfg)

@@ -27,32 +27,19 @@ results_dir = "results"
 models_dir = "models"
 
 # %%
-import dataclasses, json, time
 from pathlib import Path
-
-import pandas as pd
 
 from causal_interp import config, masking, models, training
 
 cfg = config.from_dict(masking.MaskingConfig, params[stage], stage)
-data_cfg = config.data_config(params)
 out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
 training.set_threads(cfg.threads)
 device = models.resolve_device(params.get("device", "auto"))     # auto: the GPU when there is one
 models.deterministic(device)
-setups = {m: masking.load_setup(m, Path(models_dir), Path(results_dir) / cfg.graphs_dir / m / cfg.graph_test,
-                                cfg.classes, data_cfg, device=device) for m in cfg.models}   # missing model/graphs, bad classes stop here
+# missing model/graphs, classes without a graph: all stop here
+setups = masking.load_setups(cfg, models_dir, results_dir, config.data_config(params), device=device)
 print(cfg)
 
 # %%
-rows = []
-t0 = time.perf_counter()
-for m, su in setups.items():
-    rows += [{"model": m, **r} for r in masking.repair_rows(su, cfg.shares, cfg.random_draws, cfg.seed,
-                                                            cfg.all_classes_examples, desc=f"{m} classes")]
-seconds = time.perf_counter() - t0
-pd.DataFrame(rows).to_csv(out / "repair.csv", index=False)
-(out / "run.json").write_text(json.dumps({
-    "settings": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "threads"}, "seconds": seconds,
-    "models": list(setups)}, indent=2))
+rows, seconds = masking.write_sweep("repair", setups, cfg, out)     # results/<stage>/repair.csv and run.json
 print(f"{len(rows)} masked evaluations in {seconds:.0f} s")

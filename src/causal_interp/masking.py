@@ -337,3 +337,56 @@ def load_setup(stage: str, models_dir, graphs_dir, classes, data_cfg, device: to
     h = data.load_halves(info, data_cfg)
     any_graph = next(iter(graphs.values()))
     return Setup(model, h.data.classes, graphs, h.x, h.y, h.evaluation, {lg.layer: lg.n_parents for lg in any_graph.layers})
+
+
+def load_setups(cfg: MaskingConfig, models_dir, results_dir, data_cfg, device: torch.device | str = "cpu") -> dict:
+    """{stage: `load_setup`} of every training stage of `cfg.models` (in order), its graphs under
+    `results_dir/<cfg.graphs_dir>/<stage>/<cfg.graph_test>`; a missing model or graph, or classes without a graph, stop
+    here, before any masking runs."""
+    from pathlib import Path
+
+    return {m: load_setup(m, Path(models_dir), Path(results_dir) / cfg.graphs_dir / m / cfg.graph_test, cfg.classes,
+                          data_cfg, device=device) for m in cfg.models}
+
+
+SWEEPS = ("fidelity", "repair")
+
+
+def sweep(kind: str, setups: dict, cfg: MaskingConfig) -> tuple[list[dict], float]:
+    """Fig. 10 (`kind="fidelity"`: `fidelity_rows`) or fig. 11 (`"repair"`: `repair_rows`) of every model of `setups`
+    with `cfg`'s shares, draws and seed: the rows, each with its `model` first, and the seconds they took."""
+    import time
+
+    if kind not in SWEEPS:
+        raise ValueError(f"unknown masking sweep {kind!r}; use one of {SWEEPS}")
+    rows = []
+    t0 = time.perf_counter()
+    for m, su in setups.items():
+        if kind == "fidelity":
+            done = fidelity_rows(su, cfg.shares, cfg.random_draws, cfg.seed, desc=f"{m} classes")
+        else:
+            done = repair_rows(su, cfg.shares, cfg.random_draws, cfg.seed, cfg.all_classes_examples, desc=f"{m} classes")
+        rows += [{"model": m, **r} for r in done]
+    return rows, time.perf_counter() - t0
+
+
+def run_record(cfg: MaskingConfig, models, seconds: float) -> dict:
+    """`run.json` of a masking sweep: the settings (all but `threads`, which never change the numbers), its seconds
+    and the models, in order."""
+    from dataclasses import asdict
+
+    return {"settings": {k: v for k, v in asdict(cfg).items() if k != "threads"}, "seconds": seconds,
+            "models": list(models)}
+
+
+def write_sweep(kind: str, setups: dict, cfg: MaskingConfig, out) -> tuple[list[dict], float]:
+    """`sweep` into `out/<kind>.csv` and `out/run.json` (`run_record`); returns the rows and the seconds."""
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    rows, seconds = sweep(kind, setups, cfg)
+    pd.DataFrame(rows).to_csv(Path(out) / f"{kind}.csv", index=False)
+    (Path(out) / "run.json").write_text(json.dumps(run_record(cfg, setups, seconds), indent=2))
+    return rows, seconds
