@@ -11,9 +11,9 @@ import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_leaves
 
-from causal_interp import config, discovery, evaluation, masking, models, training
+from causal_interp import config, discovery, evaluation, masking, models, per_example, protocols, stability, training
 from causal_interp.baselines import explainer
-from causal_interp.data import ImageData
+from causal_interp.data import Halves, ImageData
 from causal_interp.interventions import Intervention
 
 
@@ -128,3 +128,59 @@ def test_the_placement_check_catches_an_input_left_behind():
             h.remove()
     assert seen[0] == ("Conv2d", False, True) and w is not None
     assert any(m.startswith("mul") or m.startswith("__mul__") for m in placement.mixed)
+
+
+def test_per_example_graphs_scores_and_corrections_compute_on_the_device():
+    """The earlier paper's per-example graphs (both scores: the kl one combines the logits with the effects, which come
+    back on the CPU) and a correction (the model run on the example, masked): the example goes where the model is."""
+    device = torch.device("cpu")
+    data = tiny_data(16)
+    torch.manual_seed(0)
+    model = models.LeNet(1, 10).eval()
+    x = data.normalize(data.x_test)                                            # CPU tensors, as the stage has them
+    placement, seen = Placement(device), []
+    with placement:
+        model.to(device)
+        hooks = watch_layers(model, placement, seen)
+        chain = discovery.layer_chain(model)
+        traced = per_example.TracedModel(model)
+        for effect in per_example.EFFECTS:
+            g = per_example.example_graph(model, x[3:4], 3, 3, effect=effect, traced=traced)
+            scores = per_example.class_scores(traced, "fc3", 3, [3], effect)
+            assert scores.device.type == "cpu" and len(g.layers) == len(chain)
+        traced.cache(x[:1])
+        n_parents = {l: traced.parents(l)[0] for l in chain}
+        row = per_example.correct(model, x[5:6], 5, 5, n_parents, "kl", 2, 0, traced=traced)
+        for h in hooks:
+            h.remove()
+    assert 0 <= row["true_prob_after"] <= 1 and 0 <= row["random_corrected"] <= 1
+    assert seen and all(inp and w for _, inp, w in seen), [s for s in seen if not all(s[1:])][:5]
+    assert not placement.mixed, placement.mixed[:10]
+
+
+def test_lenet_verdicts_le_numbers_compute_on_the_device():
+    """Fig. 8's numbers of the lenet_verdicts stage (`stability.run` puts every model on the device): the raw-pixel
+    model, its examples, the fair-protocol LE of the authors' causal maps and of their baselines."""
+    device = torch.device("cpu")
+    data = tiny_data(40)
+    first = torch.arange(40) % 20 < 10                     # two examples of every class in each half
+    halves = Halves(data, data.normalize(data.x_test), data.y_test, torch.nonzero(first).flatten(),
+                    torch.nonzero(~first).flatten())
+    pcfg = protocols.ProtocolConfig(class_index=3, examples=2, correct_only=False, le_samples=2, ig_steps=2,
+                                    shap_samples=2, batch=2, bootstrap=10)
+    torch.manual_seed(0)
+    model = models.LeNet(1, 10).eval()
+    placement, seen = Placement(device), []
+    with placement:
+        model.to(device)
+        hooks = watch_layers(model, placement, seen)
+        raw, x01, y = stability.le_examples(model, halves, pcfg)
+        xd = halves.x[halves.discovery]
+        graph = discovery.discover_class_graph(model, xd[halves.y[halves.discovery] == 3], 3, test="paired")
+        others = stability.le_baseline_scores(raw, x01, y, pcfg)
+        numbers = stability.le_numbers(raw, graph, x01, y, others, pcfg)
+        for h in hooks:
+            h.remove()
+    assert set(numbers["summary"]) == set(protocols.AUTHORS_METHODS) and len(y) == 2
+    assert seen and all(inp and w for _, inp, w in seen), [s for s in seen if not all(s[1:])][:5]
+    assert not placement.mixed, placement.mixed[:10]

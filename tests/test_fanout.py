@@ -1,10 +1,13 @@
 """Fan-out (fanout.py): in this process by default, without importing Ray; over a local two-worker Ray the same graph
-files and soft-intervention runs, byte for byte (timings aside); the per-class cache resumes only the missing units."""
+files and soft-intervention runs, byte for byte, and the same explanation scores (timings aside); the per-class and
+per-method caches resume only the missing units."""
+import json
 import os
 import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -118,3 +121,106 @@ def test_a_rerun_computes_only_the_missing_class_graph(tmp_path, monkeypatch):
     assert computed == [2] and list(out) == CLASSES
     assert [s for _, s in out.values()].count(0.0) == 3                # the others come from the cache
     assert files(tmp_path) == before
+
+
+# --- explanation scores (evaluation.evaluate_methods): one unit per method
+
+def methods():
+    """Causal maps of the tiny LeNet's class graphs (classes 1 and 2: their graphs have nodes at conv2) and three
+    baselines, with four examples (two per class, not among the eight the graphs were found on) and a small Quantus
+    configuration."""
+    from causal_interp import baselines, config, evaluation
+
+    model, x, y = tiny()
+    graphs = {k: discovery.discover_class_graph(model, x[y == k][:8], k) for k in (1, 2)}
+    cfg = config.from_dict(evaluation.EvaluationConfig, {"models": ["m"], "le_samples": 2,
+                                                        "baselines": {"rise_masks": 8, "shap_samples": 2}}, "e")
+    found = {"Causal": evaluation.CausalExplainer(model, graphs, "conv2"),
+             **{b: baselines.explainer(b, model, cfg.baseline_config) for b in ("Saliency", "RISE", "GradientShap")}}
+    xs = torch.cat([x[y == k][8:10] for k in (1, 2)]).numpy()
+    return found, cfg, model, xs, torch.tensor([1, 1, 2, 2]).numpy()
+
+
+def scores(folder, workers=None, **kwargs) -> dict:
+    from causal_interp import evaluation
+
+    found, cfg, model, x, y = methods()
+    return evaluation.evaluate_methods(found, cfg, model, x, y, folder, workers=workers, **kwargs)
+
+
+def untimed(result: dict) -> dict:
+    return {k: v for k, v in result.items() if k != "seconds"}
+
+
+def score_files(folder) -> dict:
+    return {p.name: untimed(json.loads(p.read_text())) for p in sorted(folder.glob("*.json"))}
+
+
+def test_a_causal_explainer_pickles_after_it_ran():
+    """Its torch.fx trace is rebuilt on unpickling (a GraphModule comes back re-generated, its cached activations keyed
+    by nodes of the old graph): the copy gives the same maps, before and after the original cached a batch."""
+    import pickle
+
+    from ray import cloudpickle
+
+    found, _, model, x, y = methods()
+    causal = found["Causal"]
+    fresh = pickle.loads(pickle.dumps(causal))
+    before = causal(model, x, y)
+    for dumps, loads in ((pickle.dumps, pickle.loads), (cloudpickle.dumps, cloudpickle.loads)):
+        copy = loads(dumps(causal))
+        assert copy.layer == "conv2" and copy.__name__ == "Causal" and copy.traced is not causal.traced
+        np.testing.assert_array_equal(copy(model, x, y), before)
+    np.testing.assert_array_equal(fresh(model, x, y), before)
+    for name in ("Saliency", "RISE"):                   # closures: cloudpickle (what Ray uses) takes them
+        np.testing.assert_array_equal(cloudpickle.loads(cloudpickle.dumps(found[name]))(model, x, y),
+                                      found[name](model, x, y))
+
+
+def test_two_ray_workers_give_the_same_scores(tmp_path, monkeypatch):
+    import ray
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    here = scores(tmp_path / "here")
+    try:
+        there = scores(tmp_path / "ray", workers=2)
+    finally:
+        ray.shutdown()
+    assert list(there) == list(here) == ["Causal", "Saliency", "RISE", "GradientShap"]   # method order
+    assert {m: untimed(r) for m, r in there.items()} == {m: untimed(r) for m, r in here.items()}
+    assert all(np.isfinite(r["LE"]).all() for r in here.values())
+    assert score_files(tmp_path / "ray") == score_files(tmp_path / "here")
+    assert sorted(score_files(tmp_path / "here")) == ["Causal-conv2.json", "GradientShap.json", "RISE.json",
+                                                      "Saliency.json"]
+
+
+def test_a_rerun_scores_only_the_missing_methods_and_a_baseline_may_fail(tmp_path, monkeypatch):
+    from causal_interp import evaluation
+
+    first = scores(tmp_path)
+    (tmp_path / "RISE.json").unlink()
+    (tmp_path / "Causal-conv2.json").unlink()
+    computed, original = [], evaluation.method_scores
+
+    def counting(explain, *args, **kwargs):
+        computed.append(explain.__name__)
+        return original(explain, *args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "method_scores", counting)
+    again = scores(tmp_path)
+    assert computed == ["Causal", "RISE"]
+    assert {m: untimed(r) for m, r in again.items()} == {m: untimed(r) for m, r in first.items()}
+    assert again["Saliency"] == first["Saliency"]                  # from its file, timing included
+
+    def broken(**kwargs):
+        raise RuntimeError("this library cannot explain this architecture")
+
+    broken.__name__ = "Deconvolution"
+    found, cfg, model, x, y = methods()
+    computed.clear()
+    out = evaluation.evaluate_methods({"Saliency": found["Saliency"], "Deconvolution": broken}, cfg, model, x, y,
+                                      tmp_path, may_fail=["Deconvolution"])
+    assert computed == ["Deconvolution"] and isinstance(out["Deconvolution"], RuntimeError)
+    assert not (tmp_path / "Deconvolution.json").exists()          # not cached: tried again next time
+    with pytest.raises(RuntimeError, match="cannot explain"):
+        evaluation.evaluate_methods({"Deconvolution": broken}, cfg, model, x, y, tmp_path)

@@ -79,20 +79,19 @@ rows, seconds, failed_methods = [], {}, []
 t_all = time.perf_counter()
 for m, su in setups.items():
     x, y, idx = examples[m]
-    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("models", "threads", "methods", "bootstrap", "graphs_dir")}
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("models", "threads", "methods", "bootstrap", "graphs_dir", "workers")}
     key = hashlib.sha256(json.dumps([settings, file_md5(Path(models_dir) / f"{m}.pt"), idx.tolist(),
                                      sorted(file_md5(p) for p in (graphs_root / m / cfg.graph_test).glob("class_*.json"))],
                                     sort_keys=True, default=str).encode()).hexdigest()[:12]
-    for method, explain in explainers[m].items():
-        file = f"Causal-{explain.layer}.json" if method.startswith("Causal") else f"{method}.json"
-        try:
-            r = evaluation.evaluate_method(method, explain, cfg, su.model, x, y,
-                                           Path(checkpoint_dir).parent / "evaluation" / f"{m}-{key}" / file, desc=f"{m} ")
-        except RuntimeError as e:   # a baseline library that cannot handle this architecture: reported, not scored
-            if method.startswith("Causal"):
-                raise
-            print(f"{m} {method}: FAILED, left out: {str(e)[:160]}")
-            failed_methods.append({"model": m, "method": method, "error": str(e)[:300]})
+    # one unit per method, in this process or over Ray workers (cfg.workers, RAY_ADDRESS); each method's scores are
+    # saved as it finishes, so an interrupted run computes only the missing methods
+    found = evaluation.evaluate_methods(explainers[m], cfg, su.model, x, y,
+                                        Path(checkpoint_dir).parent / "evaluation" / f"{m}-{key}", workers=cfg.workers,
+                                        desc=f"{m} ", may_fail=[k for k in explainers[m] if not k.startswith("Causal")])
+    for method, r in found.items():
+        if isinstance(r, RuntimeError):   # a baseline library that cannot handle this architecture: reported, not scored
+            print(f"{m} {method}: FAILED, left out: {str(r)[:160]}")
+            failed_methods.append({"model": m, "method": method, "error": str(r)[:300]})
             continue
         seconds[(m, method)] = r["seconds"]
         for metric in evaluation.METRICS:
@@ -117,7 +116,7 @@ for m, su in setups.items():
                         labels=y[pick], examples=idx[pick])
 
 # %%
-run = {"stage": stage, "settings": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "threads"},
+run = {"stage": stage, "settings": {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("threads", "workers")},
        "baselines": dataclasses.asdict(cfg.baseline_config),
        "compute_seconds": sum(seconds.values()), "run_seconds": total_seconds,
        "seconds_per_method": {f"{m}/{meth}": s for (m, meth), s in seconds.items()},

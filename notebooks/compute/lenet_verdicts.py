@@ -23,7 +23,7 @@
 
 # %% tags=["parameters"]
 stage = "lenet_verdicts"
-params = {"seed": 0, "data": {"root": "data"},
+params = {"seed": 0, "data": {"root": "data"}, "device": "auto",
           "lenet_verdicts": {"train": {"dataset": "mnist", "model": "lenet", "epochs": 1, "train_subset": 256, "test_subset": 128},
                              "seeds": [0, 1], "classes": [2, 3], "examples_per_class": 4, "correct_only": False}}
 out_dir = "results/lenet_verdicts"
@@ -34,17 +34,19 @@ checkpoint_dir = ".cache/checkpoints"
 import json
 from pathlib import Path
 
-from causal_interp import config, stability, training
+from causal_interp import config, models, stability, training
 
 cfg = config.from_dict(stability.StabilityConfig, params[stage], stage)   # bad values stop here
 data_cfg = config.data_config(params)
 out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
 training.set_threads(cfg.threads)
+device = models.resolve_device(params.get("device", "auto"))     # auto: the GPU when there is one
+models.deterministic(device)
 cache = Path(checkpoint_dir).parent / "lenet_verdicts"    # graphs and soft runs, so an interrupted stage resumes
-print(cfg)
+print(cfg, device)
 
 # %%
-rows, fidelity, repair = stability.run(cfg, data_cfg, Path(models_out), cache, Path(checkpoint_dir))
+rows, fidelity, repair = stability.run(cfg, data_cfg, Path(models_out), cache, Path(checkpoint_dir), device)
 (out / "numbers.json").write_text(json.dumps(rows.to_dict(orient="records"), indent=1))
 fidelity.to_csv(out / "fidelity.csv", index=False)
 repair.to_csv(out / "repair.csv", index=False)

@@ -22,7 +22,7 @@
 
 # %% tags=["parameters"]
 stage = "per_example"
-params = {"seed": 0, "data": {"root": "data"}, "per_example": {"examples": 4, "random_draws": 2}}
+params = {"seed": 0, "data": {"root": "data"}, "device": "auto", "per_example": {"examples": 4, "random_draws": 2}}
 out_dir = "results/per_example"
 models_dir = "models"
 
@@ -43,9 +43,11 @@ data_cfg = config.data_config(params)
 out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
 (out / "graphs").mkdir(exist_ok=True)
 training.set_threads(cfg.threads)
+device = models.resolve_device(params.get("device", "auto"))     # auto: the GPU when there is one
+models.deterministic(device)
 path = Path(models_dir) / f"{cfg.model}.pt"
 info = models.model_info(path)                      # a missing model stops here
-model = models.load_model(path).eval()
+model = models.load_model(path).to(device).eval()   # the examples stay on the CPU; each step moves them
 halves = data.load_halves(info, data_cfg)
 x, y = halves.x, halves.y                            # the whole test set, as the earlier paper (no class graph is used)
 names = halves.data.classes
@@ -53,9 +55,9 @@ discovery.check_classes(cfg.classes, len(names))     # a class out of range stop
 chain = discovery.layer_chain(model, cfg.layers)     # an unknown layer stops here
 traced = TracedModel(model)
 with torch.no_grad():
-    pred = torch.cat([model(x[i:i + 1024]).argmax(1) for i in range(0, len(x), 1024)])
+    pred = torch.cat([model(x[i:i + 1024].to(device)).argmax(1).cpu() for i in range(0, len(x), 1024)])
 test_accuracy = float((pred == y).float().mean())
-print(cfg)
+print(cfg, device)
 
 # %%
 t0 = time.perf_counter()
@@ -106,7 +108,7 @@ for k in cfg.classes[:2]:
     traced.cache(x[i:i + 1], where=f"class {k}")
     for l in convs:
         z = traced.env[traced.node(l)][0]
-        panels += [{"title": f"{names[k]} (test {i}): {l} filter {c}", "response": z[c].tolist()} for c in filters[k][l]]
+        panels += [{"title": f"{names[k]} (test {i}): {l} filter {c}", "response": z[c].cpu().tolist()} for c in filters[k][l]]
 (out / "filter_responses.json").write_text(json.dumps(panels))
 
 # %%

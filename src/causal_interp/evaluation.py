@@ -13,18 +13,22 @@ per call. The authors' own conventions (raw baselines, L1/L2 numerators, area un
 from __future__ import annotations
 
 import hashlib
+import json
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from . import fanout
 from .baselines import BaselineConfig, check_methods
 from .config import bounded
 from .discovery import ClassGraph
 from .explanations import causal_responses, saliency_map
 from .interventions import TracedModel, check_finite, device_of
-from .models import evaluating
+from .models import deterministic, evaluating
 from .progress import progress
 
 METRICS = ("LE", "IROF")
@@ -54,6 +58,7 @@ class EvaluationConfig:
     batch_size: int = bounded(64, 1, 65_536)
     seed: int = bounded(0, 0)
     threads: int | None = bounded(None, 1, 1024)
+    workers: int | None = bounded(None, 1, 1024)   # Ray workers (fanout.py); null: in-process, or RAY_ADDRESS's
 
     def validate(self, section: str) -> None:
         from .config import ConfigError, from_dict
@@ -121,6 +126,16 @@ class CausalExplainer:
                 raise KeyError(f"layer {layer!r} is not in the layer chain of the class-{k} graph "
                                f"({[lg.layer for lg in g.layers]})")
         self.__name__ = "Causal"
+
+    def __getstate__(self) -> dict:
+        """Pickled (for a Ray worker, `evaluate_methods`) as the model, the graphs and the layer: a torch.fx GraphModule
+        does not come back whole (it is re-generated from its code, so the traced model's node table and its cached
+        activations would point at nodes of another graph); the traced model is rebuilt on unpickling."""
+        return {"model": self.traced.model, "graphs": self.graphs, "layer": self.layer, "__name__": self.__name__}
+
+    def __setstate__(self, state: dict) -> None:
+        self.traced = TracedModel(state["model"])
+        self.graphs, self.layer, self.__name__ = state["graphs"], state["layer"], state["__name__"]
 
     def __call__(self, model=None, inputs=None, targets=None, **kwargs) -> np.ndarray:
         x = torch.as_tensor(np.asarray(inputs), dtype=torch.float32)
@@ -285,24 +300,93 @@ def evaluate_method(name: str, explain, cfg: EvaluationConfig, model: nn.Module,
     """Scores of one method: {"seconds": s, "<metric>": [per-example scores]} for both metrics, under the fair
     protocol (`score`). The explanations are computed once (`Cached`). With `cache_file`, a finished method is stored
     and reused, so an interrupted stage resumes."""
-    import json
-    import time
-    from pathlib import Path
-
     if cache_file is not None and Path(cache_file).exists():
         return json.loads(Path(cache_file).read_text())
-    # explanations computed: the inputs, each LE perturbation of them and, for IROF, the inputs again (cached)
-    bar = progress(total=len(x) * (cfg.le_samples + 1), desc=f"{desc}{name}", unit="map")
+    result = method_scores(explain, cfg, model, x, y, f"{desc}{name}")
+    if cache_file is not None:
+        save_scores(cache_file, result)
+    return result
+
+
+def method_scores(explain, cfg: EvaluationConfig, model: nn.Module, x: np.ndarray, y: np.ndarray,
+                  bar_desc: str | None = None) -> dict:
+    """`evaluate_method`'s computation, without its cache: {"<metric>": [per-example scores], "seconds": s}. With
+    `bar_desc`, a progress bar of the explanations computed (the inputs, each LE perturbation of them and, for IROF,
+    the inputs again, cached)."""
+    bar = progress(total=len(x) * (cfg.le_samples + 1), desc=bar_desc, unit="map") if bar_desc is not None else None
     cached = Cached(explain, bar)
     result, t0 = {}, time.perf_counter()
     for met in METRICS:
         result[met] = score(met, cfg, model, x, y, cached).tolist()
     result["seconds"] = time.perf_counter() - t0
-    bar.close()
-    if cache_file is not None:
-        path = Path(cache_file)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".part")
-        tmp.write_text(json.dumps(result))
-        tmp.replace(path)
+    if bar is not None:
+        bar.close()
     return result
+
+
+def save_scores(cache_file, result: dict) -> None:
+    """Write a method's scores to `cache_file` (through a .part file, so that an interruption leaves no half file)."""
+    path = Path(cache_file)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".part")
+    tmp.write_text(json.dumps(result))
+    tmp.replace(path)
+
+
+def scores_file(name: str, explain) -> str:
+    """The cache file name of a method's scores: `Causal-<layer>.json` for causal maps ("Causal", "Causal @ <layer>"),
+    else `<name>.json`."""
+    return f"Causal-{explain.layer}.json" if name.startswith("Causal") else f"{name}.json"
+
+
+def evaluate_methods(methods: dict, cfg: EvaluationConfig, model: nn.Module, x: np.ndarray, y: np.ndarray,
+                     cache_dir=None, workers: int | None = None, desc: str = "", may_fail=()) -> dict:
+    """`evaluate_method` of every method in `methods` ({name: explanation function}), one method at a time, or fanned
+    out over Ray workers (`workers`, RAY_ADDRESS: `fanout.run`; the same scores, each method's perturbations being
+    seeded by `score`).
+
+    With `cache_dir`, each method's scores are written to `cache_dir/<scores_file>` in this process as the method
+    finishes and reused on a re-run, so an interrupted run computes only the missing methods. A RuntimeError of a method
+    named in `may_fail` (a baseline library that cannot handle the architecture) is returned in place of its scores
+    (and not cached); any other error is raised (over Ray, once the methods already running have finished and been
+    saved). Returns {name: scores, or the RuntimeError} in the order of `methods`.
+    """
+    folder = Path(cache_dir) if cache_dir is not None else None
+    out, todo = {}, []
+    for name, explain in methods.items():
+        path = folder / scores_file(name, explain) if folder is not None else None
+        if path is not None and path.exists():
+            out[name] = json.loads(path.read_text())
+        else:
+            todo.append(name)
+    remote = fanout.uses_ray(workers)
+    may_fail = set(may_fail)
+
+    # --- fan-out (fanout.py): one unit = one method's scores, computed here or on a Ray worker; saved here as it comes
+    def one(name):
+        if remote:                      # a worker: the driver's deterministic kernels too (a no-op on the CPU)
+            deterministic(device_of(model))
+        try:
+            return method_scores(methods[name], cfg, model, x, y, None if remote else f"{desc}{name}")
+        except RuntimeError as e:
+            if name not in may_fail:
+                raise
+            return e
+
+    bar = progress(total=len(todo), desc=f"{desc}methods", unit="method") if remote else None
+
+    def finished(i, result):
+        name = todo[i]
+        if folder is not None and not isinstance(result, Exception):
+            save_scores(folder / scores_file(name, methods[name]), result)
+        out[name] = result
+        if bar is not None:
+            bar.update(1)
+
+    try:
+        fanout.run(one, todo, workers, done=finished)
+    finally:
+        if bar is not None:
+            bar.close()
+    # --- end of fan-out
+    return {name: out[name] for name in methods}

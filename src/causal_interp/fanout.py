@@ -1,10 +1,10 @@
 """Fan-out of independent units: in this process (the default), or over Ray.
 
 A unit is a piece of work whose result does not depend on the others: one model x class graph
-(`discovery.discover_all`), one soft-intervention run (`reliability.soft_sweep`). `run(fn, units, workers)` returns
-`[fn(u) for u in units]`, in unit order, and calls `done(i, result)` in this process as each unit finishes, so the
-caller keeps writing its resumable state under `.cache/` itself: when a worker dies halfway, a re-run computes only the
-missing units.
+(`discovery.discover_all`), one soft-intervention run (`reliability.soft_sweep`), one method's explanation scores
+(`evaluation.evaluate_methods`). `run(fn, units, workers)` returns `[fn(u) for u in units]`, in unit order, and calls
+`done(i, result)` in this process as each unit finishes, so the caller keeps writing its resumable state under `.cache/`
+itself: when a worker dies halfway, a re-run computes only the missing units.
 
 * In this process when `workers` is None and RAY_ADDRESS is not set: a plain loop; Ray is not even imported.
 * Over Ray when `workers` is an int (a local Ray of that many workers is started, unless one is running) or RAY_ADDRESS

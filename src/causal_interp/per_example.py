@@ -38,7 +38,7 @@ from torch import nn
 
 from .config import bounded
 from .discovery import ClassGraph, LayerGraph, layer_chain
-from .interventions import Intervention, TracedModel, treatment_effects
+from .interventions import Intervention, TracedModel, device_of, treatment_effects
 from .masking import LayerMask, masked
 from .models import evaluating
 
@@ -81,17 +81,18 @@ def class_scores(traced: TracedModel, layer: str, class_index: int, targets, eff
                  max_batch: int = 4096) -> torch.Tensor:
     """(n_parents, N): per parent of `layer`, the change of the class score when its edges to `targets` are removed,
     on the examples cached in `traced`. `logit`: the class logit (eq. 2 with beta = 0); `kl`: the class's
-    log-probability (Proposition 2 of the earlier paper), from every class's logit under the same intervention."""
+    log-probability (Proposition 2 of the earlier paper), from every class's logit under the same intervention.
+    Computed where the model is; returned on the CPU, as `treatment_effects` returns its effects."""
     hard = Intervention("hard")
     if effect == "logit":
         return treatment_effects(traced, layer, class_index, targets, hard, max_batch=max_batch)
     if effect != "kl":
         raise ValueError(f"effect must be one of {EFFECTS}, got {effect!r}")
-    base = traced.logits                                                         # (N, K)
+    base = traced.logits                                                         # (N, K), where the model is
     changes = torch.stack([treatment_effects(traced, layer, c, targets, hard, max_batch=max_batch)
-                           for c in range(base.shape[1])], -1)                   # (P, N, K)
+                           for c in range(base.shape[1])], -1).to(base.device)  # (P, N, K), back from the CPU
     log_p = torch.log_softmax((base.unsqueeze(0) + changes).double(), -1)[..., class_index]
-    return (log_p - torch.log_softmax(base.double(), -1)[:, class_index]).to(base.dtype)
+    return (log_p - torch.log_softmax(base.double(), -1)[:, class_index]).to(base.dtype).cpu()
 
 
 def threshold(changes: torch.Tensor) -> float:
@@ -202,16 +203,17 @@ def confusion_pairs(y: torch.Tensor, pred: torch.Tensor, pairs: list | None) -> 
 def correct(model: nn.Module, x: torch.Tensor, true_class: int, example: int, n_parents: dict, effect: str,
             draws: int, seed: int, layers=None, traced: TracedModel | None = None) -> dict:
     """One wrong prediction: the true class's per-example graph, the prediction with only its G+ kept, and the mean
-    of `draws` random controls of the same size."""
+    of `draws` random controls of the same size. Computed where the model is (`x` is moved there)."""
     graph = example_graph(model, x, true_class, example, layers, effect, traced)
+    x = x.to(device_of(model))
     with evaluating(model):                       # the model comes back in the mode it came in, its statistics intact
-        p0 = torch.softmax(model(x), 1)[0]
+        p0 = torch.softmax(model(x), 1)[0].cpu()
         with masked(model, keep_masks(graph), n_parents):
-            p1 = torch.softmax(model(x), 1)[0]
+            p1 = torch.softmax(model(x), 1)[0].cpu()
         rand = []
         for d in range(draws):
             with masked(model, keep_masks(graph, random_keep(graph, [seed, example, d])), n_parents):
-                rand.append(torch.softmax(model(x), 1)[0])
+                rand.append(torch.softmax(model(x), 1)[0].cpu())
     rand = torch.stack(rand)
     return {"example": int(example), "true": int(true_class), "predicted_before": int(p0.argmax()),
             "true_prob_before": float(p0[true_class]), "predicted_after": int(p1.argmax()),

@@ -93,8 +93,10 @@ class StabilityConfig:
                                                            **self.le}, "lenet_verdicts.le")
 
 
-def train_seed(train_cfg: config.TrainConfig, seed: int, data_cfg, path: Path, checkpoints: Path) -> Path:
-    """LeNet trained with `train_cfg` but `seed`, saved at `path` (kept when it was trained with the same settings)."""
+def train_seed(train_cfg: config.TrainConfig, seed: int, data_cfg, path: Path, checkpoints: Path,
+               device: torch.device | str = "cpu") -> Path:
+    """LeNet trained with `train_cfg` but `seed` on `device`, saved at `path` (kept when it was trained with the same
+    settings)."""
     cfg = dataclasses.replace(train_cfg, seed=seed)
     ds = data.load_dataset(cfg.dataset, data_cfg, cfg.image_size, cfg.train_subset, cfg.test_subset, seed=seed)
     key = training.config_hash(cfg, {"n_train": len(ds.y_train), "root": str(data_cfg.root)})
@@ -102,7 +104,7 @@ def train_seed(train_cfg: config.TrainConfig, seed: int, data_cfg, path: Path, c
         return path
     torch.manual_seed(seed)
     model = models.build_model(cfg.model, ds.num_classes, in_chans=ds.input_shape[0])
-    training.train(model, ds, cfg, checkpoint=checkpoints / f"lenet_verdicts-seed{seed}-{key}.pt")
+    training.train(model, ds, cfg, checkpoint=checkpoints / f"lenet_verdicts-seed{seed}-{key}.pt", device=device)
     acc = training.classification_metrics(training.predict(model, ds, ds.x_test), ds.y_test, ds.classes)["accuracy"]
     models.save_model(model, path, cfg.model, ds.num_classes, ds.input_shape[0],
                       extra={"image_size": cfg.image_size, "dataset": cfg.dataset, "test_accuracy": acc, "seed": seed,
@@ -207,16 +209,19 @@ def stability(outcomes: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def run(cfg: StabilityConfig, data_cfg, models_dir: Path, cache: Path, checkpoints: Path):
+def run(cfg: StabilityConfig, data_cfg, models_dir: Path, cache: Path, checkpoints: Path,
+        device: torch.device | str = "cpu"):
     """Every seed x graph protocol x figure: one row (seed, protocol, figure, test_accuracy, graph_sizes, le_examples,
     numbers: what the figure's verdict rests on); and the fidelity and repair sweeps behind figs. 10 and 11 (one row
-    per seed, protocol, class, share and mask, as `masking.fidelity_rows` / `repair_rows`)."""
+    per seed, protocol, class, share and mask, as `masking.fidelity_rows` / `repair_rows`). Every model is trained and
+    run on `device` (the examples stay on the CPU: each step moves what it needs to the model's device)."""
     pcfg = cfg.protocol_config()
     rows, fidelity, repair = [], [], []
     for seed in progress(cfg.seeds, total=len(cfg.seeds), desc="seeds", unit="seed"):
-        path = train_seed(cfg.train_config(), seed, data_cfg, models_dir / "lenet_verdicts" / f"lenet_seed{seed}.pt", checkpoints)
+        path = train_seed(cfg.train_config(), seed, data_cfg, models_dir / "lenet_verdicts" / f"lenet_seed{seed}.pt",
+                          checkpoints, device)
         info = models.model_info(path)
-        model = models.load_model(path)
+        model = models.load_model(path).to(device)
         model_hash = hashlib.md5(path.read_bytes()).hexdigest()
         halves = data.load_halves(info, data_cfg)
         discovery.check_classes([pcfg.class_index], info["num_classes"])
