@@ -147,15 +147,21 @@ def test_the_executed_notebook_records_the_runs_paths_relative_to_the_checkout(t
                        "elsewhere": "/scratch/models", "here": str(root)}}})
     nb.cells = [nbformat.v4.new_code_cell(f'out_dir = "{root}/reports/x"\nparams = {{"data": {{"root": "{root}/data"}}}}\n'
                                           f'here = "{root}"', metadata={"tags": ["injected-parameters"]}),
-                nbformat.v4.new_code_cell(f'print("{root}/kept")')]
+                nbformat.v4.new_code_cell(f'print("{root}/kept")', outputs=[
+                    nbformat.v4.new_output("stream", name="stdout",
+                                           text=f"resumed from {root}/.cache/checkpoints/x.pt after epoch 2\n"),
+                    nbformat.v4.new_output("execute_result", data={"text/plain": f"'{root}/reports/.staging/x/results/x'"},
+                                           execution_count=1)])]
     path = tmp_path / "x.ipynb"
     nbformat.write(nb, str(path))
     pipeline.relative_paths(path, root)
     nb = nbformat.read(str(path), as_version=4)
     assert nb.cells[0].source == 'out_dir = "reports/x"\nparams = {"data": {"root": "data"}}\nhere = "."'
-    assert nb.cells[1].source == f'print("{root}/kept")', "only the injected parameters are rewritten"
+    assert nb.cells[1].source == f'print("{root}/kept")', "of the sources, only the injected parameters are rewritten"
+    assert nb.cells[1].outputs[0]["text"] == "resumed from .cache/checkpoints/x.pt after epoch 2\n"
+    assert nb.cells[1].outputs[1]["data"]["text/plain"] == "'results/x'", "the staging folder is where it was published"
     meta = nb.metadata["papermill"]
-    assert meta["input_path"] == "notebooks/x.ipynb" and meta["output_path"] == "reports/.staging/x/reports/x/x.ipynb"
+    assert meta["input_path"] == "notebooks/x.ipynb" and meta["output_path"] == "reports/x/x.ipynb"
     assert meta["parameters"] == {"params": {"data": {"root": "data"}}, "models_dir": "models",
                                   "elsewhere": "/scratch/models", "here": "."}
 

@@ -542,15 +542,21 @@ def note_machine(executed: Path) -> None:
 
 def relative_paths(executed: Path, root: Path = REPO) -> None:
     """The run's paths under `root` (the checkout) as paths relative to it, in the executed notebook's injected
-    parameters and in papermill's metadata: the kernel ran in `root`, so they name the same files, and a committed
-    notebook shows no machine's absolute paths. Only the record is rewritten; the run used the absolute paths."""
+    parameters, in papermill's metadata and in what the cells printed: the kernel ran in `root`, so they name the same
+    files, and a committed notebook shows no machine's absolute paths. The staging folder is dropped from them
+    (`reports/.staging/<stage>/results/x` reads `results/x`, where the outputs are published). Only the record is
+    rewritten; the run used the absolute paths."""
     import nbformat
 
     prefix = str(root).rstrip("/")
+    staged = re.compile(r"(?:[^\s\"']*/)?\.staging/[^/\s\"']+/")      # reports/.staging/<stage>/: where it was published from
+
+    def text(v: str) -> str:
+        return staged.sub("", v.replace(f'"{prefix}"', '"."').replace(prefix + "/", ""))
 
     def rel(v):
         if isinstance(v, str):
-            return "." if v == prefix else v.replace(prefix + "/", "")
+            return "." if v == prefix else text(v)
         if isinstance(v, dict):
             return {k: rel(x) for k, x in v.items()}
         if isinstance(v, list):
@@ -560,7 +566,14 @@ def relative_paths(executed: Path, root: Path = REPO) -> None:
     nb = nbformat.read(str(executed), as_version=4)
     for cell in nb.cells:
         if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
-            cell.source = cell.source.replace(f'"{prefix}"', '"."').replace(prefix + "/", "")
+            cell.source = text(cell.source)
+        for out in cell.get("outputs", []):               # printed paths ("resumed from ..."), warnings
+            if out.get("output_type") == "stream":
+                out["text"] = text(out["text"])
+            for mime in ("text/plain", "text/markdown"):
+                if mime in out.get("data", {}):
+                    out["data"][mime] = text(out["data"][mime]) if isinstance(out["data"][mime], str) else \
+                        [text(t) for t in out["data"][mime]]
     meta = nb.metadata.get("papermill")
     if meta:
         for key in ("input_path", "output_path", "parameters"):
