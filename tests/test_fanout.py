@@ -224,3 +224,19 @@ def test_a_rerun_scores_only_the_missing_methods_and_a_baseline_may_fail(tmp_pat
     assert not (tmp_path / "Deconvolution.json").exists()          # not cached: tried again next time
     with pytest.raises(RuntimeError, match="cannot explain"):
         evaluation.evaluate_methods({"Deconvolution": broken}, cfg, model, x, y, tmp_path)
+
+
+@pytest.mark.parametrize("workers", [None, 2], ids=["in-process", "two-ray-workers"])
+def test_the_architectures_train_each_by_its_own_command_and_a_failure_is_named(tmp_path, monkeypatch, workers):
+    from causal_interp import pipeline
+
+    def stage(name, cmd):
+        return pipeline.Stage(name, cmd, [], [], None)
+
+    stages = [stage(f"compute_train_arch@arch_{k}", f"echo {k} > {tmp_path}/{k}.txt") for k in ("a", "b", "c")]
+    monkeypatch.setattr(pipeline, "dvc_stages", lambda: stages + [stage("compute_discover_graphs", "exit 1")])
+    assert pipeline.train_architectures(workers, record=False) == [s.name for s in stages]
+    assert sorted(p.read_text() for p in tmp_path.glob("*.txt")) == ["a\n", "b\n", "c\n"]
+    stages[1] = stage("compute_train_arch@arch_b", "exit 3")
+    with pytest.raises(SystemExit, match="compute_train_arch@arch_b failed; the others are trained"):
+        pipeline.train_architectures(workers, record=False)

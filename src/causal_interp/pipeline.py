@@ -3,6 +3,7 @@
     python -m causal_interp.pipeline STAGE NOTEBOOK [--profile smoke] [--root DIR] [--data-root DIR] [--quiet]
     python -m causal_interp.pipeline --all [--profile smoke] [--root DIR]     # every dvc.yaml stage, in order
     python -m causal_interp.pipeline --check [--profile smoke]                # validate params.yaml and stop
+    python -m causal_interp.pipeline --train-archs [--workers N]              # the architectures' training, over Ray
 
 `dvc.yaml` calls the first form for every notebook stage, with the default profile, through `bin/kit-python`
 (the kit's interpreter). Before the notebook starts, the whole params.yaml is validated (every section, every
@@ -609,6 +610,30 @@ def run_all(profile: str = "default", root: str | Path | None = None, data_root:
             raise SystemExit(f"error: stage {s.name} failed (command: {s.cmd})")
 
 
+def train_architectures(workers: int | None = None, record: bool = True) -> list[str]:
+    """The architecture study's training stages (`compute_train_arch@*`, independent of each other), each by its own
+    command, fanned out over Ray (`workers`, RAY_ADDRESS: `fanout.run`, one GPU per worker where there are GPUs) or one
+    after the other; then, with `record`, `dvc commit` records them in dvc.lock, as `dvc repro` would have (each ran its
+    stage's own command on its own dependencies). The workers must see this checkout (one machine, or a shared
+    filesystem): each writes its model and results here. Returns the stages trained; stops at the first failure."""
+    from . import fanout
+
+    stages = [s for s in dvc_stages() if s.name.startswith("compute_train_arch@")]
+    env = dict(os.environ)
+
+    def train(stage: Stage) -> int:
+        print(f"== {stage.name}: {stage.cmd}", file=sys.stderr, flush=True)
+        return subprocess.run(stage.cmd, shell=True, cwd=REPO, env=env, check=False).returncode
+
+    codes = fanout.run(train, stages, workers)
+    failed = [s.name for s, code in zip(stages, codes) if code]
+    if failed:
+        raise SystemExit(f"error: {', '.join(failed)} failed; the others are trained (re-run to resume)")
+    if record:
+        subprocess.run(["dvc", "commit", "--force", *[s.name for s in stages]], cwd=REPO, check=True)
+    return [s.name for s in stages]
+
+
 def _interrupt(signum, frame):
     """SIGINT or SIGTERM to the runner alone (`kill`, a job scheduler): the running cell is interrupted too, as Ctrl-C
     in a terminal does by signalling the whole process group, so the stage stops now rather than at the cell's end."""
@@ -627,6 +652,10 @@ def main(argv=None) -> int:
     parser.add_argument("notebook", nargs="?")
     parser.add_argument("--all", action="store_true", help="run every stage of dvc.yaml, in order")
     parser.add_argument("--check", action="store_true", help="validate params.yaml (with --profile) and stop")
+    parser.add_argument("--train-archs", action="store_true",
+                        help="train the architecture study's models (compute_train_arch@*), over Ray with --workers, "
+                             "and record them in dvc.lock")
+    parser.add_argument("--workers", type=int, default=None, help="Ray workers for --train-archs (fanout.py)")
     from_run_all = os.environ.get(RUN_ALL_ENV) == "1"
     inherited = {k: os.environ[k] for k in (PROFILE_ENV, ROOT_ENV, DATA_ROOT_ENV) if k in os.environ}
     if inherited and not from_run_all:
@@ -660,6 +689,9 @@ def main(argv=None) -> int:
     try:
         if args.all:
             run_all(args.profile, base if args.root else None, args.data_root)
+            return 0
+        if args.train_archs:
+            train_architectures(args.workers)
             return 0
         if args.check:
             params = validate_params(args.params, args.profile)
