@@ -47,11 +47,12 @@ push-models: setup
 test: setup
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not browser"
 
-# the HTML book in headless Chromium (Debian's package; installed here when missing and run as root)
+# the HTML book in headless Chromium (Debian's package; installed here when missing and run as root), and the
+# documentation pages of docs/: in the book, every internal link resolving, every runnable code block run (smoke)
 test-book: setup
 	command -v chromium >/dev/null || { test "$$(id -u)" = 0 && apt-get install -y -q chromium; } || \
 	  { echo "make test-book needs chromium: sudo apt-get install chromium"; exit 1; }
-	$(BIN)/python -m pytest -q -m browser tests/test_book.py
+	$(BIN)/python -m pytest -q tests/test_book.py
 
 smoke: data
 	$(BIN)/python -m causal_interp.pipeline --all --profile smoke --root .cache/smoke

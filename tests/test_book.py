@@ -1,11 +1,21 @@
 """The offline HTML book: the index page from summary rows (fast), and the built site in a real headless browser
 (`make test-book`: every page loads from the file system with no network request, every image decodes, no console
-error, every link of the index resolves)."""
+error, every link of the index and of the documentation pages resolves, every page of docs/ is in the book). The
+documentation pages themselves: every internal link of the README and of docs/ resolves (on GitHub and in the book),
+the API page names documented objects, and every code block marked runnable runs in the smoke setting.
+
+A runnable block is a ```python block right after the comment `<!-- runnable -->`, or
+`<!-- runnable smoke: {"what the page says": "what the smoke run uses instead", ...} -->` to shrink it (every key must
+occur in the block). It runs as a script in a folder that holds `my_model.pt` (the state_dict of a timm resnet18 with
+10 classes, trained for a few seconds) and `my_examples.pt` (200 synthetic 32x32 images of ten classes and labels)."""
 import json
 import os
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 import pytest
 
@@ -14,6 +24,7 @@ from causal_interp import book
 from .conftest import REPO
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DOCS = REPO / book.DOCS
 
 
 def fake_reports(tmp_path: Path) -> Path:
@@ -46,6 +57,10 @@ def test_the_built_book_works_offline_in_a_headless_browser(tmp_path):
     pages = sorted(site.rglob("*.html"))
     assert (site / "index.html") in pages and len(pages) > 5
     assert any(p.parent.name == "graphs" for p in pages), "the interactive graphs are part of the book"
+    doc_pages = [site / "docs" / f"{Path(name).stem}.html" for name in book.docs_pages(REPO)]
+    assert len(doc_pages) == len(list(DOCS.glob("*.md"))) > 5
+    assert not [p for p in doc_pages if p not in pages], "every page of docs/ is in the book"
+    doc_links, ids = [], {}
     problems = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"] if os.geteuid() == 0 else [])
@@ -68,14 +83,32 @@ def test_the_built_book_works_offline_in_a_headless_browser(tmp_path):
             broken = page.evaluate("""() => [...document.images]
                 .filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src.slice(0, 80))""")
             problems += [f"{html.name}: image does not decode: {b}" for b in broken]
+            if html in doc_pages or html == site / "index.html":
+                ids[html] = set(page.evaluate("() => [...document.querySelectorAll('[id]')].map(e => e.id)"))
+            if html in doc_pages:
+                doc_links += [(html, u) for u in page.evaluate(
+                    "() => [...document.querySelectorAll('.rst-content a[href]')].map(a => a.href)")]
         page.goto((site / "index.html").as_uri())
         links = page.evaluate("() => [...document.querySelectorAll('a[href]')].map(a => a.href)")
         browser.close()
     local = {urlparse(u).path for u in links if urlparse(u).scheme == "file"}
     problems += [f"index links to a missing file {p}" for p in local if not Path(p).exists()]
     problems += [f"network request: {u}" for u in external]
+    for html, url in doc_links:                 # every link of a documentation page: its file, and its anchor there
+        target = Path(unquote(urlparse(url).path))
+        if urlparse(url).scheme != "file":
+            continue
+        if not target.is_file():
+            problems.append(f"{html.name} links to a missing file {target}")
+        elif urlparse(url).fragment and target in ids and unquote(urlparse(url).fragment) not in ids[target]:
+            problems.append(f"{html.name} links to a missing anchor {url}")
     assert not problems, "\n".join(problems[:20])
     assert sum(Path(p).name != "index.html" for p in local) >= len(book.FIGURES)
+    assert len(doc_links) > 20
+    assert {f"docs/{p.name}" for p in doc_pages} <= {str(Path(p).relative_to(site)) for p in local}, \
+        "the index links every documentation page"
+    api = (site / "docs" / "api.html").read_text()
+    assert "Algorithm 1 for class" in api and "Quantus explanation function" in api, "the API page shows the docstrings"
 
 
 def test_a_stage_pattern_takes_only_the_matching_summary_rows(tmp_path):
@@ -262,3 +295,124 @@ def test_the_notes_say_when_a_lenet_verdicts_figure_is_the_same_on_every_graph(t
     (reports / "lenet_verdicts" / "summary").mkdir()           # the report shows such a figure as one row
     (reports / "lenet_verdicts" / "summary" / "fig10-every-graph.json").write_text("{}")
     assert "so it is given as one row: an agreement across the graphs" in book.reading_notes(reports)
+
+
+def _links(text: str) -> list[str]:
+    """The targets of the Markdown links and images of `text`, outside code blocks and code spans."""
+    text = re.sub(r"```.*?```", "", text, flags=re.S)
+    text = re.sub(r"`[^`\n]*`", "", text)
+    return re.findall(r"\]\(([^)\s]+)\)", text)
+
+
+def _anchors(page: Path) -> tuple[set[str], set[str]]:
+    """The heading anchors of a Markdown page as GitHub names them and as MkDocs (Python-Markdown's toc) does."""
+    from markdown.extensions.toc import slugify
+
+    github, mkdocs = set(), set()
+    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+    for heading in re.findall(r"^#{1,6} (.+)$", text, flags=re.M):
+        plain = re.sub(r"[`*]", "", heading).strip()
+        github.add(re.sub(r"[^\w\- ]", "", plain.lower()).replace(" ", "-"))
+        mkdocs.add(slugify(plain, "-"))
+    return github, mkdocs
+
+
+def test_every_internal_link_of_the_readme_and_the_docs_resolves():
+    """On GitHub and in the book: the file exists, its anchor is a heading there under both naming rules, and a page
+    of docs/ links only within docs/ (the book holds docs/, not the rest of the repository)."""
+    problems = []
+    for source in [REPO / "README.md", *sorted(DOCS.glob("*.md"))]:
+        for link in _links(source.read_text()):
+            if re.match(r"[a-z]+:", link):            # https:, mailto:: not internal
+                continue
+            path, _, fragment = link.partition("#")
+            target = (source.parent / path).resolve() if path else source
+            if not target.exists():
+                problems.append(f"{source.name}: {link}: no such file")
+                continue
+            if source.parent == DOCS and DOCS.resolve() not in target.resolve().parents:
+                problems.append(f"{source.name}: {link}: outside docs/, so not in the book")
+            if fragment and target.suffix == ".md" and not all(fragment in names for names in _anchors(target)):
+                problems.append(f"{source.name}: {link}: no heading {fragment!r} in {target.name}")
+    assert not problems, "\n".join(problems)
+    assert len(_links((REPO / "README.md").read_text())) >= 10
+
+
+def test_the_api_page_names_documented_objects_of_the_package():
+    import importlib
+
+    names = re.findall(r"^::: (causal_interp\.[\w.]+)$", (DOCS / "api.md").read_text(), flags=re.M)
+    assert {"causal_interp.discovery.discover_class_graph", "causal_interp.interventions.TracedModel",
+            "causal_interp.evaluation.CausalExplainer", "causal_interp.baselines.explainer",
+            "causal_interp.evaluation.score"} <= set(names)
+    for name in names:
+        module, _, attr = name.rpartition(".")
+        obj = getattr(importlib.import_module(module), attr)
+        assert (obj.__doc__ or "").strip(), f"{name} has no docstring for the API page"
+
+
+def test_the_index_links_the_documentation_pages(tmp_path):
+    docs = {f"docs/{name}": title for name, title in book.docs_pages(REPO).items()}
+    assert docs["docs/api.md"].startswith("API") and len(docs) == len(list(DOCS.glob("*.md")))
+    page = book.index_page(fake_reports(tmp_path), {"reliability": "reliability.ipynb"}, docs=docs)
+    assert "## Documentation" in page and all(f"]({p})" in page for p in docs)
+
+
+RUNNABLE = re.compile(r"<!-- runnable(?: smoke: (\{.*?\}))? -->\n```python\n(.*?)\n```", re.S)
+
+
+def runnable_blocks() -> list[tuple[str, str]]:
+    """(where, code) of every runnable block of docs/, with its smoke substitutions made."""
+    blocks = []
+    for page in sorted(DOCS.glob("*.md")):
+        for i, (smoke, code) in enumerate(RUNNABLE.findall(page.read_text())):
+            for old, new in json.loads(smoke or "{}").items():
+                assert old in code, f"{page.name}, runnable block {i + 1}: its smoke substitution {old!r} is not in it"
+                code = code.replace(old, new)
+            blocks.append((f"{page.name}#{i + 1}", code))
+    return blocks
+
+
+def write_stand_in(folder: Path) -> None:
+    """my_model.pt and my_examples.pt for the runnable blocks: a timm resnet18 (10 classes) trained for 40 steps on
+    synthetic 32x32 images whose class is where a bright bar is, and 200 such images with their labels."""
+    import timm
+    import torch
+
+    def images(n: int, seed: int):
+        g = torch.Generator().manual_seed(seed)
+        y = torch.arange(n) % 10
+        x = torch.rand(n, 3, 32, 32, generator=g) * 0.15
+        for i, c in enumerate(y.tolist()):
+            x[i, :, 2 + (c // 5) * 16:10 + (c // 5) * 16, 2 + (c % 5) * 5:7 + (c % 5) * 5] = 0.9
+        return x, y
+
+    torch.manual_seed(0)
+    model = timm.create_model("resnet18", num_classes=10)
+    x, y = images(320, 0)
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    for _ in range(40):
+        i = torch.randint(0, len(x), (64,))
+        loss = torch.nn.functional.cross_entropy(model(x[i]), y[i])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    torch.save(model.eval().state_dict(), folder / "my_model.pt")
+    torch.save(images(200, 1), folder / "my_examples.pt")
+
+
+def test_the_docs_have_a_runnable_example():
+    assert [where for where, _ in runnable_blocks()] == ["example-own-model.md#1"]
+
+
+@pytest.mark.browser      # not a browser, but the book's slow check: `make test-book` runs it, `make test` does not
+def test_every_runnable_code_block_runs_in_the_smoke_setting(tmp_path):
+    write_stand_in(tmp_path)
+    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
+    for where, code in runnable_blocks():
+        script = tmp_path / "block.py"
+        script.write_text(code + "\n")
+        done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=900)
+        assert done.returncode == 0, f"{where}:\n{done.stdout[-2000:]}{done.stderr[-3000:]}"
+        assert done.stdout.strip(), f"{where} printed nothing"

@@ -68,13 +68,14 @@ def test_reliability_fidelity_and_repair_verdicts_follow_their_stated_criteria()
     assert verdicts.repair_verdict([0.8, 0.7, 0.6], [0.9, 0.8, 0.7], [0.01, 0.05, 0.2], "p").outcome == "does not hold"
 
 
-def test_the_readme_states_every_claim_and_criterion_verbatim():
+def test_the_protocols_page_states_every_claim_and_criterion_verbatim():
+    """docs/protocols-and-verdicts.md (the README's "How a verdict is worded" until issue 32 moved it there)."""
     from .conftest import REPO
 
-    readme = (REPO / "README.md").read_text()
+    page = (REPO / "docs" / "protocols-and-verdicts.md").read_text()
     for key in verdicts.CLAIMS:
-        assert f"* **{verdicts.CLAIMS[key]}**: {verdicts.CRITERIA[key]}." in readme, key
-    assert verdicts.BIAS in readme
+        assert f"* **{verdicts.CLAIMS[key]}**: {verdicts.CRITERIA[key]}." in page, key
+    assert verdicts.BIAS in page
 
 
 def test_a_method_without_a_score_is_left_out_and_an_unscored_causal_map_is_not_resolved():

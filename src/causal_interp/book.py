@@ -111,9 +111,11 @@ def row_text(row: dict, verdict: bool = True) -> str:
     return text.replace("|", "\\|")
 
 
-def index_page(reports: Path, pages: dict[str, str], params_file: Path = REPO / "params.yaml") -> str:
+def index_page(reports: Path, pages: dict[str, str], params_file: Path = REPO / "params.yaml",
+               docs: dict[str, str] | None = None) -> str:
     """Markdown of the index: one table row per paper figure, then the earlier paper's and the beyond-the-paper rows,
-    the notes on reading them, and the claims with their criteria. `pages`: stage -> page file of its notebook."""
+    the notes on reading them, and the claims with their criteria. `pages`: stage -> page file of its notebook;
+    `docs`: page file -> title of the documentation pages, linked at the end."""
     lines = ["# Causal Analysis for Robust Interpretability of Neural Networks: the replication report", "",
              "One row per figure of the paper. *Our numbers* are each stage's summary rows (`summary/*.json`; the "
              "headlines among them, all but those `book.NOT_HEADLINES` names, are what `dvc metrics show` prints): the "
@@ -155,6 +157,9 @@ def index_page(reports: Path, pages: dict[str, str], params_file: Path = REPO / 
     other = [s for s in pages if s not in shown]
     lines += ["", "## The other stages", ""] + [f"* [{s}]({pages[s]})" for s in other]
     lines += ["", "Every class graph, interactively: [the graph explorer](graph_explorer.md)."]
+    if docs:
+        lines += ["", "## Documentation", "", "How to run, change and extend the kit:", ""] + \
+                 [f"* [{title}]({page})" for page, title in docs.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -321,7 +326,9 @@ def reading_notes(reports: Path) -> str:
     return "**Reading the results.** What the numbers do not say by themselves:\n\n" + "\n".join(f"* {n}" for n in notes)
 
 
-README_BEGIN, README_END = "<!-- results:begin (make readme) -->", "<!-- results:end -->"
+README_BEGIN, README_END = "<!-- results:begin (make readme) -->", "<!-- results:end -->"   # docs/results.md
+HEADLINES_BEGIN, HEADLINES_END = "<!-- headlines:begin (make readme) -->", "<!-- headlines:end -->"   # README.md
+RESULTS_PAGE = Path("docs") / "results.md"    # beside the README: the whole results block, which `make readme` rewrites too
 
 
 BEYOND_THE_PAPER = ("sanity_checks", "metric_agreement", "benchmarks")
@@ -453,6 +460,119 @@ def headline_rows(reports: Path, params_file: Path = REPO / "params.yaml") -> di
     return out
 
 
+SEEDS = "LeNet ×3 seeds"    # a lenet_verdicts row: the share of training seeds for which the claim holds
+# The README's verdict table: one row per claim, made of the headline rows (`headline_rows`, what `dvc metrics show`
+# prints). Each claim lists the headline names (fnmatch patterns) that judge it and how each is labelled in its row:
+# "{model}" is the model the row is about (`model_label`).
+HEADLINE_TABLE = (
+    (CLAIMS["reliability"], (("fig07-reliability-*", "{model}"), ("fig07-lenet_verdicts-fig7-kit", f"{SEEDS} (kit graphs)"),
+                             ("fig07-lenet_verdicts-fig7-authors", f"{SEEDS} (authors' graphs)"))),
+    (f"{CLAIMS['le']} (fig. 8)", (("fig08-evaluate_explanations-*-LE", "{model}"),
+                                 ("fig08-authors_protocol-fair-causal-le", "LeNet digit 3"),
+                                 ("fig08-lenet_verdicts-fig8-kit", f"{SEEDS} (kit graphs)"),
+                                 ("fig08-lenet_verdicts-fig8-authors", f"{SEEDS} (authors' graphs)"))),
+    (f"{CLAIMS['irof']} (fig. 8)", (("fig08-evaluate_explanations-*-IROF", "{model}"),
+                                   ("fig08-authors_protocol-fair-causal-irof", "LeNet digit 3"))),
+    ("fig. 8's published LeNet digit-3 numbers, recomputed the authors' way (`authors_protocol`)",
+     (("fig08-authors_protocol-authors-causal-le", "LE median"),
+      ("fig08-authors_protocol-authors-causal-irof-auc", "IROF (area under the curve)"),
+      ("fig08-authors_protocol-authors-reproduction", "LE order, ratios within 2x, IROF within 25%"))),
+    ("fig. 8's LE claim on the architectures (fig. 9)", (("fig09-*-LE", "{model}"),)),
+    ("fig. 8's IROF claim on the architectures (fig. 9)", (("fig09-*-IROF", "{model}"),)),
+    (CLAIMS["fidelity"], (("fig10-fidelity-*", "{model}"), ("fig10-lenet_verdicts-fig10-kit", f"{SEEDS} (kit graphs)"),
+                          ("fig10-lenet_verdicts-fig10-authors", f"{SEEDS} (authors' graphs)"))),
+    (CLAIMS["repair"], (("fig11-repair-*", "{model}"), ("fig11-lenet_verdicts-fig11-kit", f"{SEEDS} (kit graphs)"),
+                        ("fig11-lenet_verdicts-fig11-authors", f"{SEEDS} (authors' graphs)"))),
+    (CLAIMS["conv1_filters"], (("earlier-per_example-conv1-filters", "Jaccard"),)),
+    (CLAIMS["correction"], (("earlier-per_example-correction-*", "share corrected"),)),
+    ("beyond the paper, a sanity check: the causal map changes when the model's weights are randomised",
+     (("beyond-sanity_checks-*-mprt", "{model}"),)),
+    ("beyond the paper, a sanity check: the causal map of the true class differs from another class's",
+     (("beyond-sanity_checks-*-random_logit", "{model}"),)),
+    ("beyond the paper: every robustness metric ranks the causal maps first (ours: how many do)",
+     (("beyond-metric_agreement-*-robustness", "{model}"),)),
+    ("beyond the paper: every faithfulness metric ranks the causal maps first (ours: how many do)",
+     (("beyond-metric_agreement-*-faithfulness", "{model}"),)),
+)
+MODEL_LABELS = {"train_lenet": "LeNet", "finetune_cifar10": "ResNet18"}
+
+
+def model_label(name: str) -> str:
+    """The model of a headline row, from its name "<figure>-<stage>-<model>-...": LeNet, ResNet18 (the main study) or
+    the architecture (`arch_resnet18` -> resnet18)."""
+    model = name.split("-")[2] if name.count("-") >= 2 else name
+    return MODEL_LABELS.get(model, model.removeprefix("arch_"))
+
+
+def headline_table(reports: Path, params_file: Path = REPO / "params.yaml",
+                   stale: set[str] | None = None) -> list[tuple[str, list[tuple[str, dict, bool]]]]:
+    """`HEADLINE_TABLE` filled in: (claim, [(label, headline row, stale?)]) per claim that has rows, then every headline
+    row no claim names (as "other headline rows"), so that the table shows each headline once. `stale`: the stale
+    stages' names (a row is stale when its stage or that stage's compute stage is)."""
+    from fnmatch import fnmatchcase
+
+    rows, stale = headline_rows(reports, params_file), stale or set()
+    left = dict(rows)
+    out = []
+
+    def entry(name, label):
+        stage = name.split("-")[1]
+        return label.format(model=model_label(name)), rows[name], bool({stage, f"compute_{stage}"} & stale)
+
+    for claim, specs in HEADLINE_TABLE:
+        entries = []
+        for pattern, label in specs:
+            for name in [n for n in rows if n in left and fnmatchcase(n, pattern)]:
+                entries.append(entry(name, label))
+                del left[name]
+        if entries:
+            out.append((claim, entries))
+    if left:
+        out.append(("other headline rows", [entry(name, name) for name in left]))
+    return out
+
+
+def headline_markdown(reports: Path, params_file: Path = REPO / "params.yaml") -> str:
+    """The README's verdict table (`headline_table`): claim, the paper's number, ours, the verdict (each verdict once,
+    with the rows that have it). Above it, how many stages are stale (their list with what changed is on the results
+    page, `make status` gives their cost); a number from a stale stage is marked †, unless every number is."""
+    from . import staleness
+
+    root = reports.parent
+    stale = []
+    if (root / "dvc.yaml").is_file() and (root / "dvc.lock").is_file():
+        stale = staleness.stale_stages(root)
+    table = headline_table(reports, params_file, {s.name for s in stale})
+    flags = [old for _, entries in table for _, _, old in entries]
+    mark = any(flags) and not all(flags)
+    lines = []
+    if stale:
+        which = ("every number below comes from one of them" if flags and all(flags) else
+                 "a number marked † comes from one of them" if mark else "no number below comes from one of them")
+        lines += [f"**{len(stale)} stages are stale:** their results come from older code or params (main runs ahead "
+                  f"of its results until the next full re-run), and {which}. The [results page](docs/results.md) lists "
+                  "them with what changed; `make status` gives each re-run's cost.", ""]
+    lines += ["| claim | paper | ours | verdict |", "|---|---|---|---|"]
+    for claim, entries in table:
+        published = [(label, row["paper"]) for label, row, _ in entries if row.get("paper") is not None]
+        if len({p for _, p in published}) == 1:
+            paper = _number(published[0][1])
+        else:
+            paper = "<br>".join(f"{label} {_number(p)}" for label, p in published)
+        ours = "<br>".join(f"{label} **{_number(row['ours'])}**{'†' if old and mark else ''}"
+                           for label, row, old in entries)
+        said: dict[str, list[str]] = {}
+        for label, row, _ in entries:
+            if row.get("verdict"):
+                said.setdefault(row["verdict"], []).append(label)
+        if len(said) == 1 and len(next(iter(said.values()))) == len(entries):
+            verdict = next(iter(said))
+        else:
+            verdict = "<br>".join(f"{', '.join(labels)}: {v}" for v, labels in said.items())
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in (claim, paper, ours, verdict)) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def write_headlines(reports: Path, params_file: Path = REPO / "params.yaml") -> Path:
     """Write `headline_rows` to `<reports>/summary/`, replacing the folder whole (no row left from an older run)."""
     rows = headline_rows(reports, params_file)
@@ -477,13 +597,19 @@ def replace_dir(new: Path, dest: Path) -> None:
 
 
 def update_readme(readme: Path, reports: Path) -> bool:
-    """Rewrite the results block of `readme` from `reports`; True if it changed."""
+    """Rewrite the generated blocks of `readme` from `reports`: the headline table (the README's, `HEADLINES_BEGIN`)
+    and the whole results block (the results page's, `README_BEGIN`), whichever it has; True if it changed."""
     text = readme.read_text()
-    if README_BEGIN not in text or README_END not in text:
-        raise ValueError(f"{readme} has no results block ({README_BEGIN} ... {README_END})")
-    head, rest = text.split(README_BEGIN, 1)
-    _, tail = rest.split(README_END, 1)
-    new = head + README_BEGIN + "\n" + results_markdown(reports) + README_END + tail
+    blocks = [(b, e, fill) for b, e, fill in ((HEADLINES_BEGIN, HEADLINES_END, headline_markdown),
+                                              (README_BEGIN, README_END, results_markdown)) if b in text and e in text]
+    if not blocks:
+        raise ValueError(f"{readme} has no results block ({README_BEGIN} ... {README_END}) and no headline table "
+                         f"({HEADLINES_BEGIN} ... {HEADLINES_END})")
+    new = text
+    for begin, end, fill in blocks:
+        head, rest = new.split(begin, 1)
+        _, tail = rest.split(end, 1)
+        new = head + begin + "\n" + fill(reports) + end + tail
     readme.write_text(new)
     return new != text
 
@@ -535,6 +661,34 @@ def last_run(notebooks) -> int:
                default=0)
 
 
+DOCS = "docs"     # the documentation pages (Markdown) beside the README; the book shows them under docs/
+DOCS_ORDER = ("running-the-pipeline", "data", "stages", "protocols-and-verdicts", "results", "params",
+              "architectures-and-imagenet", "engine", "api", "example-own-model", "deviations", "timing",
+              "gpu-and-ray", "sharing-models", "troubleshooting")     # the book's order; a page not named goes last
+
+
+def docs_pages(root: str | Path = REPO) -> dict[str, str]:
+    """The documentation pages of `root`/docs: {file name: title (its first "# " heading)}, in `DOCS_ORDER`, then
+    any other page in file-name order."""
+    pages = {}
+    found = sorted((Path(root) / DOCS).glob("*.md"))
+    rank = {name: i for i, name in enumerate(DOCS_ORDER)}
+    for page in sorted(found, key=lambda p: (rank.get(p.stem, len(rank)), p.name)):
+        title = next((line[2:].strip() for line in page.read_text().splitlines() if line.startswith("# ")), page.stem)
+        pages[page.name] = title
+    return pages
+
+
+def mkdocstrings_plugin(root: str | Path = REPO) -> dict:
+    """The mkdocstrings plugin that renders the API page's `::: causal_interp.<module>.<name>` directives from the
+    package's docstrings, read from `root`/src by static analysis (nothing imported, nothing fetched)."""
+    return {"mkdocstrings": {"default_handler": "python", "handlers": {"python": {
+        "paths": [str(Path(root) / "src")],
+        "options": {"show_root_heading": True, "show_root_full_path": False, "show_source": False,
+                    "heading_level": 3, "members_order": "source", "show_signature_annotations": True,
+                    "separate_signature": False, "docstring_style": None, "show_bases": False}}}}}
+
+
 def build(reports: str | Path = REPO / "reports", out: str | Path | None = None, root: str | Path = REPO) -> Path:
     """Build the site into `out` (default reports/book), replacing it only when the build has succeeded."""
     from mkdocs.commands.build import build as mkdocs_build
@@ -560,7 +714,11 @@ def build(reports: str | Path = REPO / "reports", out: str | Path | None = None,
             for thumb in sorted((reports / first / "figures").glob(fig.thumbnail))[:1]:
                 (docs / "figures" / first).mkdir(parents=True, exist_ok=True)
                 shutil.copy(thumb, docs / "figures" / first / thumb.name)
-        (docs / "index.md").write_text(index_page(reports, pages))
+        documentation = docs_pages(root)
+        if documentation:                                   # the pages of docs/, under docs/ in the book
+            shutil.copytree(Path(root) / DOCS, docs / DOCS, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+        (docs / "index.md").write_text(index_page(reports, pages, docs={f"{DOCS}/{name}": title
+                                                                        for name, title in documentation.items()}))
         (docs / "book.css").write_text(CSS)
         from .graph_view import write_pages
 
@@ -569,11 +727,13 @@ def build(reports: str | Path = REPO / "reports", out: str | Path | None = None,
         names = {n: json.loads(p.read_text()).get("class_name") for n, p in files.items()}
         (docs / "graph_explorer.md").write_text(explorer_page(graph_pages, names))
         nav = [{"Figures of the paper": "index.md"}, {"Graph explorer": "graph_explorer.md"}] + \
-              [{s: f"{s}.ipynb"} for s in pages]
+              ([{"Documentation": [{title: f"{DOCS}/{name}"} for name, title in documentation.items()]}]
+               if documentation else []) + [{s: f"{s}.ipynb"} for s in pages]
         cfg = {"site_name": "Causal analysis: replication report", "docs_dir": str(docs), "site_dir": str(site),
                "use_directory_urls": False, "nav": nav, "markdown_extensions": ["tables", "attr_list"],
                "theme": {"name": "readthedocs", "highlightjs": False}, "extra_css": ["book.css"],
-               "plugins": [{"mkdocs-jupyter": {"include_requirejs": False, "ignore_h1_titles": True}}]}
+               "plugins": [{"mkdocs-jupyter": {"include_requirejs": False, "ignore_h1_titles": True}}]
+               + ([mkdocstrings_plugin(root)] if documentation else [])}
         config_file = Path(tmp) / "mkdocs.yml"
         config_file.write_text(json.dumps(cfg))            # JSON is YAML
         os.environ.setdefault("NO_MKDOCS_2_WARNING", "1")
@@ -584,7 +744,8 @@ def build(reports: str | Path = REPO / "reports", out: str | Path | None = None,
             (site / extra).unlink(missing_ok=True)
         out.parent.mkdir(parents=True, exist_ok=True)
         replace_dir(site, out)
-    print(f"book: {len(pages)} notebooks, {len(graph_pages)} interactive graphs; open {out / 'index.html'}")
+    print(f"book: {len(pages)} notebooks, {len(documentation)} documentation pages, {len(graph_pages)} interactive "
+          f"graphs; open {out / 'index.html'}")
     return out
 
 
@@ -593,11 +754,15 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(os.environ[ROOT_ENV]) if os.environ.get(RUN_ALL_ENV) == "1" and ROOT_ENV in os.environ else REPO
     parser.add_argument("--reports", default=str(root / "reports"), help="the reports folder (default: reports/)")
     parser.add_argument("--out", default=None, help="where the site goes (default: <reports>/book)")
-    parser.add_argument("--readme", default=None, help="only rewrite this README's results block from the reports")
+    parser.add_argument("--readme", default=None, help="only rewrite this README's verdict table, and the results "
+                                                          f"block of the {RESULTS_PAGE} beside it, from the reports")
     args = parser.parse_args(argv)
     if args.readme:
-        changed = update_readme(Path(args.readme), Path(args.reports))
-        print(f"{args.readme}: results block {'rewritten' if changed else 'already up to date'}")
+        readme = Path(args.readme)
+        for path in (readme, readme.parent / RESULTS_PAGE):
+            if path == readme or path.is_file():
+                changed = update_readme(path, Path(args.reports))
+                print(f"{path}: generated block {'rewritten' if changed else 'already up to date'}")
         return 0
     build(args.reports, args.out)
     folder = write_headlines(Path(args.reports))
