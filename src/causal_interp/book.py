@@ -136,7 +136,7 @@ def index_page(reports: Path, pages: dict[str, str], params_file: Path = REPO / 
         lines.append(f"| {fig.number} | {thumb} | {fig.claim} | {'<br>'.join(rows) or '(no summary)'} | {links} |")
     shown = {s.partition(":")[0] for f in FIGURES for s in f.stages}
     for key, head, stages in result_groups(params_file):
-        if key in ("earlier", "beyond"):
+        if key in ("earlier", "latent", "beyond"):
             shown |= set(stages)
             lines += ["", head, "", *[f"* {line}" for line in stage_lines(reports, stages)],
                       f"* notebooks: {_links(stages, pages)}"]
@@ -333,6 +333,7 @@ RESULTS_PAGE = Path("docs") / "results.md"    # beside the README: the whole res
 
 BEYOND_THE_PAPER = ("sanity_checks", "metric_agreement", "benchmarks")
 EARLIER_PAPER = ("per_example",)   # the earlier version of the method (interventional-black-box-explanations.txt)
+LATENT_METHOD = ("latent_intervention",)   # the third method of the line of work (latent-space-explanation-by-...txt)
 
 
 SMALL_GRAPHS = {"floor": "effect-size-floor graphs", "authors": "authors'-test graphs"}   # the graphs of the authors' size
@@ -421,6 +422,8 @@ def result_groups(params_file: Path = REPO / "params.yaml") -> list[tuple[str, s
               if not fig.rows_in],
             ("earlier", "**The earlier paper:** per-example G+ / G- graphs, causal filters, corrected wrong "
                         "predictions.", EARLIER_PAPER),
+            ("latent", "**The third method of the line of work:** latent-space explanation by intervention (a discrete "
+                       "VAE's bits flipped), on data with a planted bias whose discovery is measured.", LATENT_METHOD),
             ("beyond", "**Beyond the paper:** sanity checks, agreement of metrics, speed of the engine.",
              BEYOND_THE_PAPER)]
 
@@ -485,6 +488,14 @@ HEADLINE_TABLE = (
                         ("fig11-lenet_verdicts-fig11-authors", f"{SEEDS} (authors' graphs)"))),
     (CLAIMS["conv1_filters"], (("earlier-per_example-conv1-filters", "Jaccard"),)),
     (CLAIMS["correction"], (("earlier-per_example-correction-*", "share corrected"),)),
+    ("the third method: the classifier keeps its accuracy on the DVAE-reconstructed representation (Table 1)",
+     (("latent-latent_intervention-*-accuracy", "{model}"),)),
+    ("the third method: flipping the latent bits flips the prediction (Table 1)",
+     (("latent-latent_intervention-*-flipped", "{model}"),)),
+    ("the third method: the regulariser raises the shared information (Table 2)",
+     (("latent-latent_intervention-*-cosine", "{model}"),)),
+    ("beyond the third method: the intervention moves the planted attribute, by split",
+     (("latent-latent_intervention-*-bias-*", "{model}"),)),
     ("beyond the paper, a sanity check: the causal map changes when the model's weights are randomised",
      (("beyond-sanity_checks-*-mprt", "{model}"),)),
     ("beyond the paper, a sanity check: the causal map of the true class differs from another class's",
@@ -494,7 +505,8 @@ HEADLINE_TABLE = (
     ("beyond the paper: every faithfulness metric ranks the causal maps first (ours: how many do)",
      (("beyond-metric_agreement-*-faithfulness", "{model}"),)),
 )
-MODEL_LABELS = {"train_lenet": "LeNet", "finetune_cifar10": "ResNet18"}
+MODEL_LABELS = {"train_lenet": "LeNet", "finetune_cifar10": "ResNet18",
+                "mnist": "MNIST task (digit < 5, coloured)", "cifar10": "CIFAR-10 task (animal vs vehicle, tinted frame)"}
 
 
 def model_label(name: str) -> str:

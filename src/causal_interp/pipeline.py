@@ -70,6 +70,7 @@ def notebook_configs() -> dict:
     from .agreement import AgreementConfig
     from .discovery import DiscoveryConfig
     from .evaluation import EvaluationConfig
+    from .latent import LatentConfig
     from .masking import MaskingConfig
     from .per_example import PerExampleConfig
     from .protocols import ProtocolConfig
@@ -80,7 +81,8 @@ def notebook_configs() -> dict:
     return {"train": config.TrainConfig, "discover_graphs": DiscoveryConfig, "reliability": ReliabilityConfig,
             "fidelity": MaskingConfig, "repair": MaskingConfig, "evaluate_explanations": EvaluationConfig,
             "authors_protocol": ProtocolConfig, "lenet_verdicts": StabilityConfig, "sanity_checks": SanityConfig,
-            "metric_agreement": AgreementConfig, "per_example": PerExampleConfig}
+            "metric_agreement": AgreementConfig, "per_example": PerExampleConfig,
+            "latent_intervention": LatentConfig}
 
 
 @dataclass

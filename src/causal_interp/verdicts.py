@@ -242,3 +242,102 @@ def filters_verdict(a: list[int], b: list[int], classes: tuple, layer: str, shar
     if not a and not b:
         return Verdict("conv1_filters", protocol, number, UNRESOLVED, "no filter reaches the share")
     return Verdict("conv1_filters", protocol, number, HOLDS if set(a) == set(b) else FAILS)
+
+
+# The third method of the line of work, latent-space explanation by intervention (stage `latent_intervention`,
+# `causal_interp.latent`; ../shared/paper/latent-space-explanation-by-intervention.txt), on tasks with a planted bias
+CLAIMS.update({
+    "latent_accuracy": "the classifier keeps its accuracy on the DVAE-reconstructed representation (latent-space paper, "
+                       "Table 1: 91.8% against 92.1% on smiling)",
+    "latent_flips": "flipping the DVAE's latent bits flips the classifier's prediction for nearly every example "
+                    "(latent-space paper, Table 1: 92-99% of the examples)",
+    "latent_information": "the regulariser raises the cosine similarity between the explanatory and the discriminative "
+                          "information (latent-space paper, Table 2: 0.37-0.51 without it, 0.80-0.85 with it)",
+    "latent_bias": "the concept images carry the attribute the training split pairs with the positive class, A in one "
+                   "split and B in the mirror split, and the intervention moves it (latent-space paper, fig. 4; "
+                   "measured here on a painted attribute)",
+    "latent_control": "on a training split without the bias the intervention does not move the attribute (a control "
+                      "beyond the latent-space paper)",
+})
+CRITERIA.update({
+    "latent_accuracy": "holds when the accuracy on the reconstructed representation, averaged over the training splits "
+                       "and seeds, is at most 1 point below the accuracy on the original representation; otherwise it "
+                       "does not hold",
+    "latent_flips": "holds when the share of test examples whose prediction the intervention (every bit flipped) "
+                    "changes, averaged over the training splits and seeds, is at least 92% (the paper's lowest); "
+                    "otherwise it does not hold",
+    "latent_information": "holds when the 95% interval over the runs (splits x seeds) of the rise of the cosine "
+                          "similarity with the regulariser lies above 0; does not hold when the mean rise is 0 or less; "
+                          "otherwise not resolved",
+    "latent_bias": "the oriented shift is the change of the concept image's attribute score under the intervention, "
+                   "signed positive when moving the prediction towards the positive class adds attribute A, in units "
+                   "of the painted A - B difference; holds when, over the training seeds, its 95% interval lies above "
+                   "0 and its mean is at least 0.05 in the split that pairs the positive class with A, and the mirror "
+                   "split's the other way round; does not hold when either mean has the wrong sign or both intervals "
+                   "lie within +-0.05 (the attribute does not move perceptibly); otherwise not resolved",
+    "latent_control": "holds when the control split's 95% interval of the oriented shift over the training seeds lies "
+                      "within +-0.05 (5% of the painted A - B difference); does not hold when it lies entirely beyond "
+                      "that margin; otherwise not resolved",
+})
+
+
+def _interval(s: tuple) -> str:
+    return f"{s[0]:.3g} [{s[1]:.3g}, {s[2]:.3g}]" if np.isfinite(s[1]) else f"{s[0]:.3g} (no interval)"
+
+
+def latent_accuracy_verdict(original: float, reconstructed: float, protocol: str) -> Verdict:
+    """Table 1: mean accuracies over the training splits and seeds, on the original and the reconstructed h."""
+    drop = original - reconstructed
+    return Verdict("latent_accuracy", protocol, f"accuracy {reconstructed:.1%} on the reconstructed representation "
+                   f"against {original:.1%} on the original ({-drop * 100:+.2g} points)",
+                   HOLDS if drop <= 0.01 else FAILS)
+
+
+def latent_flips_verdict(flipped: float, best_bit: float, protocol: str) -> Verdict:
+    """Table 1's "% of change": the mean share of predictions changed by flipping every bit; `best_bit`, the mean share
+    changed by the single most effective bit, is reported beside it."""
+    return Verdict("latent_flips", protocol, f"{flipped:.1%} of the predictions flipped (the best single bit: "
+                   f"{best_bit:.1%})", HOLDS if flipped >= 0.92 else FAILS)
+
+
+def latent_information_verdict(with_reg: float, without: float, rise: tuple, protocol: str) -> Verdict:
+    """Table 2: mean cosine similarity with and without the regulariser; `rise`: (mean, low, high) of the per-run rise."""
+    outcome = HOLDS if rise[1] > 0 else FAILS if not rise[0] > 0 else UNRESOLVED
+    return Verdict("latent_information", protocol, f"cosine similarity {with_reg:.2f} with the regulariser, "
+                   f"{without:.2f} without (rise {_interval(rise)})", outcome)
+
+
+LATENT_MARGIN = 0.05     # an attribute move below 5% of the painted A - B difference is not a move one can see
+
+
+def latent_bias_verdict(a_majority: tuple, b_majority: tuple, protocol: str) -> Verdict:
+    """The planted bias, measured: (mean, low, high) over the training seeds of the oriented shift in the split pairing
+    the positive class with A (`a_majority`) and in its mirror (`b_majority`); see CRITERIA["latent_bias"]."""
+    number = f"oriented shift {_interval(a_majority)} in the A-majority split, {_interval(b_majority)} in the mirror split"
+    m = LATENT_MARGIN
+    if not (np.isfinite(a_majority[0]) and np.isfinite(b_majority[0])):
+        return Verdict("latent_bias", protocol, number, UNRESOLVED, "no prediction flipped: nothing to measure")
+    if a_majority[1] > 0 and b_majority[2] < 0 and a_majority[0] >= m and b_majority[0] <= -m:
+        return Verdict("latent_bias", protocol, number, HOLDS, "each split's interval clear of 0 on its side")
+    if not a_majority[0] > 0 or not b_majority[0] < 0:
+        return Verdict("latent_bias", protocol, number, FAILS, "a mean on the wrong side of 0")
+    if all(-m < s[1] and s[2] < m for s in (a_majority, b_majority)):
+        return Verdict("latent_bias", protocol, number, FAILS, f"both intervals within +-{m}: no perceptible move")
+    return Verdict("latent_bias", protocol, number, UNRESOLVED, "the signs are right but an interval reaches 0 or a "
+                                                                f"mean is below {m}")
+
+
+def latent_control_verdict(control: tuple, a_majority: tuple, b_majority: tuple, protocol: str) -> Verdict:
+    """The unbiased control: (mean, low, high) of its oriented shift over the training seeds (the two biased splits'
+    are quoted beside it); see CRITERIA["latent_control"]."""
+    number = f"oriented shift {_interval(control)} on the control split (biased splits: {a_majority[0]:.3g}, " \
+             f"{b_majority[0]:.3g})"
+    m = LATENT_MARGIN
+    if not np.isfinite(control[1]):
+        return Verdict("latent_control", protocol, number, UNRESOLVED, "no interval (fewer than two seeds with a "
+                                                                       "flipped prediction)")
+    if -m < control[1] and control[2] < m:
+        return Verdict("latent_control", protocol, number, HOLDS, f"interval within +-{m}")
+    if control[1] >= m or control[2] <= -m:
+        return Verdict("latent_control", protocol, number, FAILS, f"interval beyond +-{m}")
+    return Verdict("latent_control", protocol, number, UNRESOLVED, f"the interval reaches beyond +-{m}")
