@@ -55,10 +55,7 @@ cfg = config.from_dict(masking.MaskingConfig, params[stage], stage)
 # whole tables: a report hides no row, column or text behind "..."
 pd.set_option("display.max_rows", None, "display.max_columns", None, "display.max_colwidth", None)
 out, figs = reporting.output_dirs(out_dir)
-results = Path(results_dir) / stage
-run = json.loads((results / "run.json").read_text())             # written by compute_<stage>
-df = pd.read_csv(results / "repair.csv", dtype={"model": str, "class_name": str})
-df.to_csv(out / "repair.csv", index=False)
+df, run = masking.read_sweep("repair", Path(results_dir) / stage, out)   # written by compute_<stage>
 setups, seconds = run["models"], run["seconds"]
 print(cfg)
 print(f"{len(df)} masked evaluations in {seconds:.0f} s")

@@ -172,3 +172,10 @@ def test_write_sweep_is_the_rows_of_every_model_with_its_run_record(kind, tmp_pa
     assert "threads" not in run["settings"] and run["settings"]["shares"] == [0.0, 0.5]
     with pytest.raises(ValueError, match="unknown masking sweep"):
         masking.sweep("prune", setups, cfg)
+    report = tmp_path / "report"
+    report.mkdir()
+    df, back = masking.read_sweep(kind, tmp_path, report)           # what the report notebook reads
+    assert back == run and df.to_dict("records") == table.assign(model=table["model"].astype(str)).to_dict("records")
+    assert (report / f"{kind}.csv").read_text() == (tmp_path / f"{kind}.csv").read_text()
+    with pytest.raises(ValueError, match="unknown masking sweep"):
+        masking.read_sweep("prune", tmp_path, report)

@@ -390,3 +390,20 @@ def write_sweep(kind: str, setups: dict, cfg: MaskingConfig, out) -> tuple[list[
     pd.DataFrame(rows).to_csv(Path(out) / f"{kind}.csv", index=False)
     (Path(out) / "run.json").write_text(json.dumps(run_record(cfg, setups, seconds), indent=2))
     return rows, seconds
+
+
+def read_sweep(kind: str, results, out):
+    """What `write_sweep` wrote under `results` (compute_<kind>'s folder): the rows as a DataFrame and run.json; the
+    csv is copied to `out`, beside the report that reads it."""
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    if kind not in SWEEPS:
+        raise ValueError(f"unknown masking sweep {kind!r}; use one of {SWEEPS}")
+    results = Path(results)
+    run = json.loads((results / "run.json").read_text())
+    df = pd.read_csv(results / f"{kind}.csv", dtype={"model": str, "class_name": str})
+    df.to_csv(Path(out) / f"{kind}.csv", index=False)
+    return df, run
