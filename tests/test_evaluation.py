@@ -224,3 +224,26 @@ def test_evaluate_method_scores_both_metrics_once_and_resumes_from_its_file(tiny
     never = lambda **kw: (_ for _ in ()).throw(AssertionError("recomputed"))
     again = evaluation.evaluate_method("Saliency", never, c, net, x, y, tmp_path / "s.json")
     assert again == out
+
+
+def test_quantus_benign_perturbation_warning_is_filtered_and_others_are_not():
+    import warnings
+
+    import numpy as np
+
+    from causal_interp.evaluation import run_metric
+    from causal_interp.models import LeNet
+
+    def metric(message):
+        def call(**kwargs):
+            warnings.warn(message, UserWarning)
+            return np.zeros(2)
+        return call
+
+    x, y = np.zeros((2, 1, 32, 32), np.float32), np.array([0, 1])
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        run_metric(metric("The settings for perturbing input e.g., 'perturb_func' didn't cause change in input. "
+                          "Reconsider the parameter settings."), "IROF", LeNet().eval(), x, y, None, 0, 2)
+        run_metric(metric("something else"), "IROF", LeNet().eval(), x, y, None, 0, 2)
+    assert [str(w.message) for w in seen] == ["something else"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -231,7 +232,12 @@ def run_metric(quantus_metric, what: str, model: nn.Module, x: np.ndarray, y: np
     state = np.random.get_state()
     np.random.seed(seed)
     try:
-        with evaluating(model):   # Quantus puts the model in eval mode and leaves it there; restored here
+        with evaluating(model), warnings.catch_warnings():   # Quantus leaves the model in eval mode; restored here
+            # IROF replaces a superpixel by the image's mean: a superpixel already at the mean (a flat MNIST background)
+            # leaves the input as it was, and Quantus warns "perturb_func didn't cause change in input". The step is
+            # scored as it is (the class probability does not move), the same way for every method. Benign, so filtered.
+            warnings.filterwarnings("ignore", message="The settings for perturbing input e.g., 'perturb_func' didn't "
+                                    "cause change", category=UserWarning)
             out = quantus_metric(model=model, x_batch=x, y_batch=y, a_batch=None, explain_func=explain,
                                  explain_func_kwargs={}, device=str(device_of(model)), batch_size=batch_size)
     except AssertionError as e:
