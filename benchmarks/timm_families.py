@@ -1,6 +1,6 @@
 """Does "any timm model" hold? The engine against the brute force on about 20 timm architectures.
 
-    python benchmarks/timm_families.py [--out reports/benchmarks] [--readme README.md] [--models a b ...]
+    python benchmarks/timm_families.py [--out reports/benchmarks] [--readme docs/architectures-and-imagenet.md] [--models a b ...]
 
 For every model (random weights, a small input, float64):
 1. `layer_chain` and the connection check of `discover_class_graph`, then `check_chain_runs` (one intervention per
