@@ -3,7 +3,7 @@
     python benchmarks/first_order.py [--models train_lenet finetune_cifar10 arch_mobilenetv2_100 arch_vit_tiny]
                                      [--classes 3 5] [--examples N] [--steps 8] [--margin 4] [--sample 0.1]
                                      [--exact-from results|compute] [--results results] [--out reports/benchmarks]
-                                     [--device cpu] [--threads N]
+                                     [--device cpu] [--threads N] [--file first_order.json]
 
 For every model and class (default: the classes of the model's params section, `discover_graphs` for train_lenet and
 finetune_cifar10, `arch_graphs` for the arch_* models; all classes where the section says null), with that section's
@@ -470,6 +470,7 @@ def main(argv=None) -> dict:
     p.add_argument("--params", default=str(REPO / "params.yaml"))
     p.add_argument("--device", default=None, help="default: params.yaml's device (auto)")
     p.add_argument("--out", default=str(REPO / "reports" / "benchmarks"))
+    p.add_argument("--file", default=FILE, help="the JSON's name under --out (another margin beside the default's)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: every core, as the pipeline)")
     args = p.parse_args(argv)
     if args.steps < 1 or args.margin < 1 or not 0 <= args.sample <= 1:
@@ -498,7 +499,7 @@ def main(argv=None) -> dict:
     ratios = {m: r["summary"]["screened"]["ratio_to_exact"] for m, r in result["models"].items()}
     result["paper_scale"] = paper_scale(ratios)
     result["total_seconds"] = time.perf_counter() - t_all
-    (out / FILE).write_text(json.dumps(result, indent=2, default=float) + "\n")
+    (out / args.file).write_text(json.dumps(result, indent=2, default=float) + "\n")
     print(table(result))
     ps = result["paper_scale"]
     print(f"paper scale (2 cores): graph discovery {ps['discovery_hours_exact']:.0f} h -> "
@@ -506,7 +507,7 @@ def main(argv=None) -> dict:
           f"{fmt(ps['total_days_screened'], '.0f')} days"
           + ("" if ps["total_days_screened"] is not None else
              f" (not measured: {[p for p, u in ps['ratios_used'].items() if u['ratio'] is None]})"))
-    print(f"wrote {out / FILE} ({result['total_seconds']:.0f} s)")
+    print(f"wrote {out / args.file} ({result['total_seconds']:.0f} s)")
     return result
 
 
