@@ -256,10 +256,11 @@ def graph_drawing(graph, max_nodes: int = 48, max_edges: int = 400, title: str =
 
 
 def map_overlays(images, maps, titles=None, peaks=None, ncols: int = 6, title: str = "", cmap: str = "magma",
-                 label: str = "map value, each map scaled from its minimum (0) to its maximum (1)"):
+                 label: str = "map value: each map scaled from its minimum (0) to its maximum (1)"):
     """Images (N, C, H, W) in [0, 1] with maps (N, H, W) overlaid in a perceptual colour map, each map scaled from its
     minimum to its maximum (signs and order kept: peaks of the map are its brightest points), one colour bar saying
-    so; optional peaks (N lists of (row, col))."""
+    so (`label`, under the title: a colour bar is too short for it in one row); optional peaks (N lists of (row,
+    col))."""
     images, maps = np.asarray(images), np.asarray(maps)
     n = len(images)
     if n == 0:
@@ -278,9 +279,9 @@ def map_overlays(images, maps, titles=None, peaks=None, ncols: int = 6, title: s
             ax.scatter(pk[:, 1], pk[:, 0], marker="x", c="white", s=25, linewidths=1.2)
         if titles is not None:
             ax.set_title(str(titles[i]), fontsize=7)
-    fig.suptitle(title)
+    fig.suptitle(f"{title}\n{label}" if title else label, fontsize=10)
     fig.tight_layout()
-    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.7, label=label)
+    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.7).ax.set_title("map\nvalue", fontsize=8)
     return fig
 
 
