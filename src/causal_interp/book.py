@@ -482,6 +482,8 @@ HEADLINE_TABLE = (
       ("fig08-authors_protocol-authors-reproduction", "LE order, ratios within 2x, IROF within 25%"))),
     ("fig. 8's LE claim on the architectures (fig. 9)", (("fig09-*-LE", "{model}"),)),
     ("fig. 8's IROF claim on the architectures (fig. 9)", (("fig09-*-IROF", "{model}"),)),
+    (f"{CLAIMS['irof_mwp']} (figs. 8 and 9)", (("fig08-evaluate_explanations-*-IROF-MWP", "{model}"),
+                                              ("fig09-*-IROF-MWP", "{model}"))),
     (CLAIMS["fidelity"], (("fig10-fidelity-*", "{model}"), ("fig10-lenet_verdicts-fig10-kit", f"{SEEDS} (kit graphs)"),
                           ("fig10-lenet_verdicts-fig10-authors", f"{SEEDS} (authors' graphs)"))),
     (CLAIMS["repair"], (("fig11-repair-*", "{model}"), ("fig11-lenet_verdicts-fig11-kit", f"{SEEDS} (kit graphs)"),
