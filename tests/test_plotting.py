@@ -59,13 +59,13 @@ def test_map_overlays_states_the_scaling_under_the_title_and_keeps_it_inside_the
     r = np.random.default_rng(0)
     fig = plotting.map_overlays(r.random((3, 3, 8, 8)), r.random((3, 8, 8)), ["a", "b", "c"], ncols=3,
                                 title="maps, class cat")
-    assert fig._suptitle.get_text() == ("maps, class cat\n"
+    assert fig.get_suptitle() == ("maps, class cat\n"
                                         "map value: each map scaled from its minimum (0) to its maximum (1)")
     bar = fig.axes[-1]
     assert bar.get_title() == "map\nvalue" and bar.get_ylabel() == ""   # no long label along a one-row bar
     fig.canvas.draw()
     inside = fig.bbox
-    for text in (fig._suptitle, bar.title):
+    for text in (fig._suptitle, bar.title):   # (no public getter for the Text itself)
         box = text.get_window_extent()
         assert inside.x0 <= box.x0 and box.x1 <= inside.x1 and box.y1 <= inside.y1
     plotting.save(fig, tmp_path / "maps.png", show=False)
