@@ -566,7 +566,7 @@ def headline_markdown(reports: Path, params_file: Path = REPO / "params.yaml") -
     if stale:
         which = ("every number below comes from one of them" if flags and all(flags) else
                  "a number marked † comes from one of them" if mark else "no number below comes from one of them")
-        lines += [f"**{len(stale)} stages are stale:** their results come from older code or params (main runs ahead "
+        lines += [f"**{len(stale)} {'stage is' if len(stale) == 1 else 'stages are'} stale:** their results come from older code or params (main runs ahead "
                   f"of its results until the next full re-run), and {which}. The [results page](docs/results.md) lists "
                   "them with what changed; `make status` gives each re-run's cost.", ""]
     lines += ["| claim | paper | ours | verdict |", "|---|---|---|---|"]
