@@ -28,7 +28,10 @@ $(BIN)/.installed: pyproject.toml
 setup: $(BIN)/.installed
 
 data: setup
-	$(BIN)/python -m causal_interp.data fetch --root data $(if $(DATA_MIRROR),--mirror $(DATA_MIRROR)) $(if $(REPAIR),--repair)
+	$(BIN)/python -m causal_interp.data fetch --root data $(if $(DATA_MIRROR),--mirror $(DATA_MIRROR)) $(if $(REPAIR),--repair) \
+	  || { echo "make data: the data could not be fetched$(if $(DATA_MIRROR),, (no mirror at ../shared/datasets and torchvision could not download)):" \
+	       "give an offline mirror with DATA_MIRROR=DIR (or CAUSAL_DATA_MIRROR), or run with internet access;" \
+	       "make data REPAIR=1 fetches files whose checksum is wrong again" >&2; exit 1; }
 
 repro: data
 	$(BIN)/python -m causal_interp.pipeline --check
