@@ -60,3 +60,18 @@ def test_a_changed_module_marks_its_stage_and_what_reads_it(tmp_path):
 
     (root / "params.yaml").write_text("seed: 0\ns1: {n: 2}\n")
     assert "params.s1" in {s.name: s for s in staleness.stale_stages(root)}["s1"].changed
+
+
+def test_missing_models_are_the_model_outputs_absent_from_the_working_tree(tmp_path):
+    root = tmp_path
+    sh(root, "git", "init", "-q", "-b", "main")
+    sh(root, sys.executable, "-m", "dvc", "init", "-q")
+    stages = {"train_a": {"cmd": "echo a", "outs": ["models/a.pt"]},
+              "train_b": {"cmd": "echo b", "outs": [{"models/b.pt": {"push": False}}]},
+              "other": {"cmd": "echo c", "deps": ["models/a.pt"], "outs": ["results/c"]}}
+    (root / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}))
+    (root / "models").mkdir()
+    (root / "models" / "a.pt").write_bytes(b"weights")
+    assert staleness.missing_models(root) == [("train_b", "models/b.pt")], "results/c is not a model; a.pt is here"
+    (root / "models" / "a.pt").unlink()
+    assert [p for _, p in staleness.missing_models(root)] == ["models/a.pt", "models/b.pt"]

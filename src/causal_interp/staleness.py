@@ -198,16 +198,33 @@ def markdown(stale: list[Stale]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def missing_models(root: str | Path | None = None) -> list[tuple[str, str]]:
+    """(stage, path) of every trained model (a `models/` output) absent from the working tree: not pulled, or not in
+    the bundled remote (`push: false`: the architecture study's). `dvc repro` retrains it and re-runs what reads it."""
+    from . import pipeline
+
+    root = Path(root or pipeline.REPO)
+    return [(s.name, o) for s in pipeline.dvc_stages(root) for o in s.outs
+            if o.startswith("models/") and not (root / o).exists()]
+
+
 def main(argv=None) -> int:
     stale = stale_stages()
     if not stale:
         print("every stage's recorded run matches the code and params on main")
-        return 0
-    print(f"{len(stale)} stale stage(s): their committed results come from older code or params")
-    for s in stale:
-        cost = s.cost()
-        print(f"  {s.name}: {s.reason()} [{cost}]")
-    print("re-run with `dvc repro STAGE` (or `make repro` for all); `dvc status` gives DVC's own view")
+    else:
+        print(f"{len(stale)} stale stage(s): their committed results come from older code or params")
+        for s in stale:
+            cost = s.cost()
+            print(f"  {s.name}: {s.reason()} [{cost}]")
+        print("re-run with `dvc repro STAGE` (or `make repro` for all); `dvc status` gives DVC's own view")
+    missing = missing_models()
+    if missing:
+        print(f"{len(missing)} trained model(s) missing here (run `dvc pull --allow-missing`; those not in the bundled "
+              "remote are retrained by `dvc repro`, which then re-runs the stages that read them; see "
+              "docs/sharing-models.md):")
+        for stage, path in missing:
+            print(f"  {path} ({stage})")
     return 0
 
 
