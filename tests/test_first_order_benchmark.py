@@ -137,3 +137,31 @@ def test_a_results_graph_is_used_only_when_this_model_found_it(tmp_path):
         net.fc.weight.mul_(1.1)                                       # retrained, found on the same examples
     assert "differ" in bench.results_graph(path, s, idx, net, x, 1)[1]
     assert bench.results_graph(tmp_path / "class_9.json", s, idx, net, x, 9)[0] is None
+
+
+spec_soft = importlib.util.spec_from_file_location("first_order_soft_benchmark",
+                                                   REPO / "benchmarks" / "first_order_soft.py")
+soft_bench = importlib.util.module_from_spec(spec_soft)
+spec_soft.loader.exec_module(soft_bench)
+
+
+def test_the_soft_run_benchmark_agrees_perfectly_where_taylor_is_exact():
+    from causal_interp import reliability
+
+    net, x = Linear().eval(), x_small(n=30, seed=2)
+    hard = discovery.discover_class_graph(net, x, 1, None, Intervention("hard"), "paired")
+    b_values = reliability.b_schedule(6, 0.1, 0.4, 2)
+    exact = reliability.soft_sweep(net, x, hard, b_values, 0.05, 0, None, log=lambda *_: None)
+    taylor = soft_bench.taylor_runs(net, x, hard, b_values, 0.05, 0, None, 4096)
+    assert [r["necessary"] for r in taylor] == [r["necessary"] for r in exact], "no activation: taylor is exact"
+    out = soft_bench.compare(hard, exact, taylor)
+    assert out["runs"] == 6 and all(v["min_f1"] == 1.0 for v in out["layers"].values())
+    assert out["fig7_share"]["taylor"] == out["fig7_share"]["exact"]
+    # a run that loses a node: its F1 drops, fig. 7's share can only fall
+    layer = next(l for l, nodes in taylor[0]["necessary"].items() if nodes)
+    taylor[0]["necessary"][layer] = taylor[0]["necessary"][layer][1:]
+    worse = soft_bench.compare(hard, exact, taylor)
+    assert worse["layers"][layer]["min_f1"] < 1.0 and worse["fig7_share"]["taylor"] <= out["fig7_share"]["exact"]
+    assert soft_bench.f1(set(), set()) == 1.0 and soft_bench.f1({1, 2}, {2, 3}) == 0.5
+    with pytest.raises(ValueError, match="same runs"):
+        soft_bench.compare(hard, exact, taylor[:-1])
