@@ -3,20 +3,21 @@ stage re-discovered with `effects="taylor"` beside the exact runs, on the same e
 
     python benchmarks/first_order_soft.py [--model finetune_cifar10] [--class 3] [--runs 100] [--out reports/benchmarks]
 
-The exact runs come from the stage's own cache (`.cache/reliability/<model>/class_<k>-*.jsonl`, read from a copy, so
-the cache is left as it is) when its b values match, and are computed here otherwise (`reliability.soft_sweep`). For
-every run and layer: the F1 of the taylor run's necessary nodes against the exact run's; then fig. 7's number (the
-share of the hard graph's nodes necessary in every run, `reliability.pooled_share`) from each, and the times. Writes
-`<out>/first_order_soft.json`. Nothing is asserted: it measures whether `taylor` could stand in for fig. 7's runs.
+The exact runs are fig. 7's own: the stage's committed `results/reliability/<model>/class_<k>.runs.jsonl`, used when
+its recorded settings (`sweeps.json`: eps, seed, b schedule, layers) and hard graph (`class_<k>.graph.json`) are this
+run's, with the stage's time for them; otherwise they are computed here (`reliability.soft_sweep`) and timed. For
+every run and layer: the F1 of the taylor run's necessary nodes against the exact run's (the mean and the lowest run);
+then fig. 7's number (the share of the hard graph's nodes necessary in every run, `reliability.pooled_share`) from
+each, and the times. Writes `<out>/first_order_soft.json`. Nothing is asserted: it measures whether `taylor` could
+stand in for fig. 7's runs.
 """
 import argparse
+import dataclasses
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
@@ -61,6 +62,26 @@ def taylor_runs(model, x, hard: ClassGraph, b_values, eps: float, seed: int, lay
     return out
 
 
+def stage_runs(results: Path, model: str, k: int, graph_file: Path, cfg, layers, b_values) -> tuple[list, float] | None:
+    """The reliability stage's committed exact runs of `model`'s class `k` and their time (its `seconds_this_run`), when
+    they were made with these settings, this hard graph and (at least) these b values; None otherwise."""
+    sweeps, runs = results / "sweeps.json", results / model / f"class_{k}.runs.jsonl"
+    graph = results / model / f"class_{k}.graph.json"
+    if not (sweeps.exists() and runs.exists() and graph.exists()) or graph.read_bytes() != graph_file.read_bytes():
+        return None
+    recorded = json.loads(sweeps.read_text())
+    settings, entry = recorded["settings"], recorded["models"].get(model, {})
+    if (settings["eps"], settings["seed"]) != (cfg.eps, cfg.seed) or \
+            settings["models"].get(model, {}).get("layers") != layers or str(k) not in entry.get("classes", {}):
+        return None
+    records = [json.loads(line) for line in runs.read_text().splitlines()][:len(b_values)]
+    if len(records) < len(b_values) or any(r["run"] != i or abs(r["b"] - b) > 1e-12
+                                           for i, (r, b) in enumerate(zip(records, b_values))):
+        return None
+    share = len(b_values) / entry["classes"][str(k)]["runs"]
+    return records, entry["classes"][str(k)]["seconds_this_run"] * share
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="finetune_cifar10")
@@ -80,30 +101,33 @@ def main(argv=None) -> int:
     path = discovery.graph_files(REPO / "results" / cfg.graphs_dir / args.model / cfg.graph_test, [k])[k]
     training.set_threads(cfg.threads)
     model = models.load_model(REPO / "models" / f"{args.model}.pt")
-    halves = data.load_halves(models.model_info(REPO / "models" / f"{args.model}.pt"), config.data_config(params))
+    data_cfg = config.data_config(params)
+    if not Path(data_cfg.root).is_absolute():
+        data_cfg = dataclasses.replace(data_cfg, root=str(REPO / data_cfg.root))
+    halves = data.load_halves(models.model_info(REPO / "models" / f"{args.model}.pt"), data_cfg)
     hard = ClassGraph.load(path)
     x = halves.x[halves.discovery][hard.examples]
 
-    with tempfile.TemporaryDirectory() as tmp:     # the stage's cache, read from a copy (soft_sweep rewrites its file)
-        cached = sorted((REPO / ".cache" / "reliability" / args.model).glob(f"class_{k}-*.jsonl"))
-        copy = Path(tmp) / "exact.jsonl"
-        if cached:                                 # its first len(b_values) runs
-            copy.write_text("".join(cached[-1].read_text().splitlines(keepends=True)[:len(b_values)]))
+    committed = stage_runs(REPO / "results" / "reliability", args.model, k, path, cfg, sweep.layers, b_values)
+    if committed is not None:
+        exact, exact_seconds = committed
+        source = "results/reliability (the stage's committed runs; its time)"
+    else:
         t0 = time.perf_counter()
         exact = reliability.soft_sweep(model, x, hard, b_values, cfg.eps, cfg.seed, sweep.layers, cfg.max_batch,
-                                       copy, desc=f"{args.model} exact soft runs")
-        exact_seconds = time.perf_counter() - t0
+                                       desc=f"{args.model} exact soft runs")
+        exact_seconds, source = time.perf_counter() - t0, "computed here"
     t0 = time.perf_counter()
     taylor = taylor_runs(model, x, hard, b_values, cfg.eps, cfg.seed, sweep.layers, cfg.max_batch)
     taylor_seconds = time.perf_counter() - t0
     result = {"model": args.model, "class_index": k, "layers": sweep.layers, "b_values": [float(b) for b in b_values],
-              **compare(hard, exact, taylor), "taylor_seconds": taylor_seconds,
-              "exact_seconds_here": exact_seconds, "exact_from_cache": bool(cached),
-              "machine": {"threads": torch.get_num_threads()}}
+              **compare(hard, exact, taylor), "taylor_seconds": taylor_seconds, "exact_seconds": exact_seconds,
+              "exact_source": source, "machine": training.machine()}
     out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
     (out / "first_order_soft.json").write_text(json.dumps(result, indent=1))
     print(f"{args.model} class {k}, {result['runs']} soft runs: fig. 7 share exact {result['fig7_share']['exact']:.3f}, "
-          f"taylor {result['fig7_share']['taylor']:.3f}; taylor {taylor_seconds:.0f} s")
+          f"taylor {result['fig7_share']['taylor']:.3f}; taylor {taylor_seconds:.0f} s, exact {exact_seconds:.0f} s "
+          f"({source})")
     for layer, v in result["layers"].items():
         print(f"  {layer}: F1 of the necessary nodes, mean {v['mean_f1']:.3f}, min {v['min_f1']:.3f}")
     return 0

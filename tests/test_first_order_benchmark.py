@@ -165,3 +165,29 @@ def test_the_soft_run_benchmark_agrees_perfectly_where_taylor_is_exact():
     assert soft_bench.f1(set(), set()) == 1.0 and soft_bench.f1({1, 2}, {2, 3}) == 0.5
     with pytest.raises(ValueError, match="same runs"):
         soft_bench.compare(hard, exact, taylor[:-1])
+
+
+def test_the_soft_run_benchmark_takes_the_stage_runs_only_when_made_with_these_settings(tmp_path):
+    from types import SimpleNamespace
+
+    graph = tmp_path / "class_3.json"
+    graph.write_text('{"graph": 1}')
+    results = tmp_path / "reliability"
+    (results / "m").mkdir(parents=True)
+    (results / "m" / "class_3.graph.json").write_text('{"graph": 1}')
+    b_values = [0.1, 0.1, 0.2, 0.2]
+    (results / "m" / "class_3.runs.jsonl").write_text(
+        "".join(json.dumps({"run": i, "b": b, "necessary": {"fc": [i]}}) + "\n" for i, b in enumerate(b_values)))
+    settings = {"eps": 0.01, "seed": 0, "models": {"m": {"layers": ["fc"]}}}
+    (results / "sweeps.json").write_text(json.dumps(
+        {"settings": settings, "models": {"m": {"classes": {"3": {"runs": 4, "seconds_this_run": 40.0}}}}}))
+    cfg = SimpleNamespace(eps=0.01, seed=0)
+    records, seconds = soft_bench.stage_runs(results, "m", 3, graph, cfg, ["fc"], b_values[:2])
+    assert [r["necessary"]["fc"] for r in records] == [[0], [1]] and seconds == 20.0, "the first runs, their share"
+    assert soft_bench.stage_runs(results, "m", 3, graph, SimpleNamespace(eps=0.05, seed=0), ["fc"], b_values) is None
+    assert soft_bench.stage_runs(results, "m", 3, graph, cfg, ["conv", "fc"], b_values) is None
+    assert soft_bench.stage_runs(results, "m", 3, graph, cfg, ["fc"], [0.1, 0.3]) is None, "another b schedule"
+    assert soft_bench.stage_runs(results, "m", 3, graph, cfg, ["fc"], b_values + [0.3]) is None, "too few runs"
+    assert soft_bench.stage_runs(results, "m", 5, graph, cfg, ["fc"], b_values) is None
+    graph.write_text('{"graph": 2}')
+    assert soft_bench.stage_runs(results, "m", 3, graph, cfg, ["fc"], b_values) is None, "another hard graph"
