@@ -93,7 +93,8 @@ def test_the_verdict_table_marks_the_numbers_of_stale_stages(tmp_path, monkeypat
     assert "every number below comes from one of them" in text and "†" not in text
     monkeypatch.setattr(staleness, "stale_stages", lambda root: [staleness.Stale("report", "report")])
     text = book.headline_markdown(reports, params)
-    assert text.startswith("**1 stage is stale:**") and "no number below comes from one of them" in text
+    assert text.startswith("**1 stage is stale:** its results") and "no number below comes from it." in text
+    assert "lists it with what changed; `make status` gives its re-run's cost" in text
 
 
 def test_update_readme_rewrites_only_the_blocks(tmp_path):

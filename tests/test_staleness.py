@@ -72,6 +72,6 @@ def test_missing_models_are_the_model_outputs_absent_from_the_working_tree(tmp_p
     (root / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}))
     (root / "models").mkdir()
     (root / "models" / "a.pt").write_bytes(b"weights")
-    assert staleness.missing_models(root) == [("train_b", "models/b.pt")], "results/c is not a model; a.pt is here"
+    assert staleness.missing_models(root) == [("train_b", "models/b.pt", False)], "results/c is no model; a.pt is here"
     (root / "models" / "a.pt").unlink()
-    assert [p for _, p in staleness.missing_models(root)] == ["models/a.pt", "models/b.pt"]
+    assert staleness.missing_models(root) == [("train_a", "models/a.pt", True), ("train_b", "models/b.pt", False)]

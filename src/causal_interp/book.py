@@ -564,11 +564,14 @@ def headline_markdown(reports: Path, params_file: Path = REPO / "params.yaml") -
     mark = any(flags) and not all(flags)
     lines = []
     if stale:
-        which = ("every number below comes from one of them" if flags and all(flags) else
-                 "a number marked † comes from one of them" if mark else "no number below comes from one of them")
-        lines += [f"**{len(stale)} {'stage is' if len(stale) == 1 else 'stages are'} stale:** their results come from older code or params (main runs ahead "
-                  f"of its results until the next full re-run), and {which}. The [results page](docs/results.md) lists "
-                  "them with what changed; `make status` gives each re-run's cost.", ""]
+        one = len(stale) == 1
+        them = "it" if one else "one of them"
+        which = (f"every number below comes from {them}" if flags and all(flags) else
+                 f"a number marked † comes from {them}" if mark else f"no number below comes from {them}")
+        lines += [f"**{len(stale)} {'stage is' if one else 'stages are'} stale:** {'its' if one else 'their'} results "
+                  f"come from older code or params (main runs ahead of its results until the next full re-run), and "
+                  f"{which}. The [results page](docs/results.md) lists {'it' if one else 'them'} with what changed; "
+                  f"`make status` gives {'its' if one else 'each'} re-run's cost.", ""]
     lines += ["| claim | paper | ours | verdict |", "|---|---|---|---|"]
     for claim, entries in table:
         published = [(label, row["paper"]) for label, row, _ in entries if row.get("paper") is not None]

@@ -198,14 +198,17 @@ def markdown(stale: list[Stale]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def missing_models(root: str | Path | None = None) -> list[tuple[str, str]]:
-    """(stage, path) of every trained model (a `models/` output) absent from the working tree: not pulled, or not in
-    the bundled remote (`push: false`: the architecture study's). `dvc repro` retrains it and re-runs what reads it."""
+def missing_models(root: str | Path | None = None) -> list[tuple[str, str, bool]]:
+    """(stage, path, pushed) of every trained model (a `models/` output) absent from the working tree. `pushed`: the
+    output goes to the DVC remote (`dvc pull` restores it from the bundled remote once pushed); False for the
+    `push: false` outputs (the architecture study's), which `dvc repro` retrains."""
+    from dvc.repo import Repo
     from . import pipeline
 
     root = Path(root or pipeline.REPO)
-    return [(s.name, o) for s in pipeline.dvc_stages(root) for o in s.outs
-            if o.startswith("models/") and not (root / o).exists()]
+    with Repo(str(root)) as repo:
+        return [(s.name, o.def_path, bool(o.can_push)) for s in repo.index.stages if s.cmd for o in s.outs
+                if o.def_path.startswith("models/") and not (root / o.def_path).exists()]
 
 
 def main(argv=None) -> int:
@@ -220,11 +223,11 @@ def main(argv=None) -> int:
         print("re-run with `dvc repro STAGE` (or `make repro` for all); `dvc status` gives DVC's own view")
     missing = missing_models()
     if missing:
-        print(f"{len(missing)} trained model(s) missing here (run `dvc pull --allow-missing`; those not in the bundled "
-              "remote are retrained by `dvc repro`, which then re-runs the stages that read them; see "
-              "docs/sharing-models.md):")
-        for stage, path in missing:
-            print(f"  {path} ({stage})")
+        print(f"{len(missing)} trained model(s) missing here (see docs/sharing-models.md):")
+        for stage, path, pushed in missing:
+            how = "`dvc pull --allow-missing` restores it if it is in the remote" if pushed else \
+                "not in the bundled remote (push: false): `dvc repro` retrains it and re-runs what reads it"
+            print(f"  {path} ({stage}): {how}")
     return 0
 
 
